@@ -1,0 +1,187 @@
+//! CreateKey.
+
+use super::describe_key::metadata;
+use super::{constraint, respond};
+use crate::error::Error;
+use crate::keys::{KeyMeta, KeySpec, KeyState, KeyUsage, Origin};
+use crate::service::Service;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Longest Description.
+const MAX_DESCRIPTION: usize = 8192;
+/// Longest key policy.
+const MAX_POLICY: usize = 32768;
+/// Most tags on one key.
+const MAX_TAGS: usize = 50;
+
+/// Key specs AWS offers that this build does not serve yet: a valid request, refused as unsupported.
+const LATER_SPECS: &[&str] = &[
+    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
+    "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87",
+    "ECC_NIST_EDWARDS25519",
+];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    tag_key: Option<String>,
+    tag_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    policy: Option<String>,
+    description: Option<String>,
+    key_usage: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_spec: Option<String>,
+    origin: Option<String>,
+    custom_key_store_id: Option<String>,
+    #[allow(dead_code)]
+    bypass_policy_lockout_safety_check: Option<bool>,
+    tags: Option<Vec<Tag>>,
+    multi_region: Option<bool>,
+    xks_key_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Response<'a> {
+    key_metadata: super::describe_key::KeyMetadata<'a>,
+}
+
+fn key_spec(req: &Request) -> Result<KeySpec, Error> {
+    if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
+        return Err(Error::Validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request".into()));
+    }
+    match req.key_spec.as_deref().or(req.customer_master_key_spec.as_deref()) {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(KeySpec::SymmetricDefault),
+        Some(s) if LATER_SPECS.contains(&s) => {
+            Err(Error::UnsupportedOperation(format!("KeySpec {s} is not supported yet by this key service")))
+        }
+        Some(s) => Err(constraint(s, "keySpec", "Member must satisfy enum value set")),
+    }
+}
+
+fn key_usage(req: &Request) -> Result<KeyUsage, Error> {
+    match req.key_usage.as_deref() {
+        None | Some("ENCRYPT_DECRYPT") => Ok(KeyUsage::EncryptDecrypt),
+        Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => Err(Error::Validation(format!(
+            "The operation failed because the KeyUsage value {u} is not supported for the SYMMETRIC_DEFAULT KeySpec"
+        ))),
+        Some(u) => Err(constraint(
+            u,
+            "keyUsage",
+            "Member must satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
+        )),
+    }
+}
+
+fn origin(req: &Request) -> Result<Origin, Error> {
+    match req.origin.as_deref() {
+        None | Some("AWS_KMS") => Ok(Origin::AwsKms),
+        Some(o @ ("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
+            Err(Error::UnsupportedOperation(format!("Origin {o} is not supported yet by this key service")))
+        }
+        Some(o) => Err(constraint(
+            o,
+            "origin",
+            "Member must satisfy enum value set: [EXTERNAL, AWS_KMS, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]",
+        )),
+    }
+}
+
+/// Checks tags by AWS's rules; returns them as pairs.
+pub fn tags(tags: Option<Vec<Tag>>) -> Result<Vec<(String, String)>, Error> {
+    let tags = tags.unwrap_or_default();
+    if tags.len() > MAX_TAGS {
+        return Err(Error::Tag(format!("A key can have at most {MAX_TAGS} tags")));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(tags.len());
+    for t in tags {
+        let k = t.tag_key.ok_or_else(|| Error::missing("tags.member.tagKey"))?;
+        let v = t.tag_value.ok_or_else(|| Error::missing("tags.member.tagValue"))?;
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(constraint(&k, "tags.member.tagKey", "Member must have length between 1 and 128"));
+        }
+        if v.chars().count() > 256 {
+            return Err(constraint(&v, "tags.member.tagValue", "Member must have length between 0 and 256"));
+        }
+        if k.starts_with("aws:") {
+            return Err(Error::Tag(format!("Tag keys beginning with 'aws:' are reserved: {k}")));
+        }
+        if !seen.insert(k.clone()) {
+            return Err(Error::Tag(format!("Duplicate tag key: {k}")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// Checks a key policy document: JSON with a Statement. Full evaluation comes with access control.
+fn policy(p: Option<String>, svc: &Service) -> Result<String, Error> {
+    let Some(p) = p else {
+        return Ok(default_policy(&svc.scope.account_id));
+    };
+    if p.is_empty() || p.len() > MAX_POLICY {
+        return Err(constraint("<policy>", "policy", &format!("Member must have length between 1 and {MAX_POLICY}")));
+    }
+    let doc: serde_json::Value = serde_json::from_str(&p)
+        .map_err(|_| Error::MalformedPolicyDocument("The new key policy is not valid JSON".into()))?;
+    if doc.get("Statement").is_none() {
+        return Err(Error::MalformedPolicyDocument("The key policy has no Statement".into()));
+    }
+    Ok(p)
+}
+
+/// The default key policy AWS gives a key created without one.
+pub fn default_policy(account: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "key-default-1",
+        "Statement": [{
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+            "Action": "kms:*",
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+    let key_spec = key_spec(&req)?;
+    let key_usage = key_usage(&req)?;
+    let origin = origin(&req)?;
+    if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
+        return Err(Error::UnsupportedOperation("Custom key stores are not supported by this key service".into()));
+    }
+    if req.multi_region == Some(true) {
+        return Err(Error::UnsupportedOperation("Multi-Region keys are not supported by this key service".into()));
+    }
+    let description = req.description.unwrap_or_default();
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(constraint("<description>", "description", "Member must have length less than or equal to 8192"));
+    }
+    let policy = policy(req.policy, svc)?;
+    let tags = tags(req.tags)?;
+    let (key_id, _) = crate::ids::new_key_id()?;
+    let meta = KeyMeta {
+        key_id,
+        creation_date: svc.clock.now_secs(),
+        description,
+        key_usage,
+        key_spec,
+        key_state: KeyState::Enabled,
+        origin,
+        tags,
+        policy,
+    };
+    let key = svc.keys.create(meta).await?;
+    tracing::info!(key_id = %key.meta.key_id, "key created");
+    respond(Response { key_metadata: metadata(svc, &key) })
+}

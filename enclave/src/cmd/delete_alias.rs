@@ -1,0 +1,21 @@
+//! DeleteAlias.
+
+use super::required;
+use crate::aliases::validate_name;
+use crate::error::Error;
+use crate::service::Service;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    alias_name: Option<String>,
+}
+
+pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+    let name = required(req.alias_name, "aliasName")?;
+    validate_name(&name)?;
+    svc.aliases.delete(&name).await?;
+    tracing::info!(alias = %name, "alias deleted");
+    Ok(b"{}".to_vec())
+}

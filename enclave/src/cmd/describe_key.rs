@@ -1,0 +1,67 @@
+//! DescribeKey.
+
+use super::{check_grant_tokens, required, resolve};
+use crate::error::Error;
+use crate::keys::{Key, KeySpec, KeyState, KeyUsage, Origin};
+use crate::service::Service;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+    grant_tokens: Option<Vec<String>>,
+}
+
+/// KeyMetadata as AWS returns it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata<'a> {
+    #[serde(rename = "AWSAccountId")]
+    aws_account_id: &'a str,
+    key_id: &'a str,
+    arn: &'a str,
+    creation_date: f64,
+    enabled: bool,
+    description: &'a str,
+    key_usage: KeyUsage,
+    key_state: KeyState,
+    origin: Origin,
+    key_manager: &'static str,
+    customer_master_key_spec: KeySpec,
+    key_spec: KeySpec,
+    encryption_algorithms: [&'static str; 1],
+    multi_region: bool,
+}
+
+/// The metadata of `key`.
+pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
+    KeyMetadata {
+        aws_account_id: &svc.scope.account_id,
+        key_id: &key.meta.key_id,
+        arn: &key.arn,
+        creation_date: key.meta.creation_date,
+        enabled: key.meta.key_state == KeyState::Enabled,
+        description: &key.meta.description,
+        key_usage: key.meta.key_usage,
+        key_state: key.meta.key_state,
+        origin: key.meta.origin,
+        key_manager: "CUSTOMER",
+        customer_master_key_spec: key.meta.key_spec,
+        key_spec: key.meta.key_spec,
+        encryption_algorithms: ["SYMMETRIC_DEFAULT"],
+        multi_region: false,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response<'a> {
+    key_metadata: KeyMetadata<'a>,
+}
+
+pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+    check_grant_tokens(&req.grant_tokens)?;
+    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    super::respond(Response { key_metadata: metadata(svc, &key) })
+}

@@ -1,0 +1,72 @@
+//! ListAliases.
+
+use super::{decode_marker, encode_marker, page_limit, respond};
+use crate::error::Error;
+use crate::ids::parse_direct_key_ref;
+use crate::service::Service;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Entry {
+    alias_name: String,
+    alias_arn: String,
+    target_key_id: String,
+    creation_date: f64,
+    last_updated_date: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Response {
+    aliases: Vec<Entry>,
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_marker: Option<String>,
+}
+
+pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+    let limit = page_limit(req.limit, 50, 100)?;
+    let mut after = req.marker.as_deref().map(|m| decode_marker('A', m)).transpose()?;
+    let filter = match req.key_id.as_deref() {
+        Some(k) => {
+            let id = parse_direct_key_ref(k, &svc.scope)?;
+            if svc.keys.get(&id).await?.is_none() {
+                return Err(Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(&id))));
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let mut out = Vec::new();
+    let mut more = true;
+    // Without a filter one page suffices; with one, scan store pages until the page is full or the store is done.
+    while more && out.len() < limit as usize {
+        let want = limit - u32::try_from(out.len()).unwrap_or(limit);
+        let (page, page_more) = svc.aliases.list(after.as_deref(), want).await?;
+        more = page_more;
+        let Some(last) = page.last().map(|a| a.name.clone()) else { break };
+        after = Some(last);
+        out.extend(
+            page.into_iter()
+                .filter(|a| filter.as_deref().is_none_or(|f| a.target_key_id == f))
+                .map(|a| Entry {
+                    alias_arn: svc.scope.alias_arn(&a.name),
+                    alias_name: a.name,
+                    target_key_id: a.target_key_id,
+                    creation_date: a.creation_date,
+                    last_updated_date: a.last_updated_date,
+                }),
+        );
+    }
+    let next_marker = if more { after.as_deref().map(|l| encode_marker('A', l)) } else { None };
+    respond(Response { aliases: out, truncated: next_marker.is_some(), next_marker })
+}

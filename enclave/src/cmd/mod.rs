@@ -1,0 +1,244 @@
+//! The KMS operations, one file each, and what they share: request parsing, blob encoding, key resolution, paging
+//! markers and common validation.
+
+mod create_alias;
+mod create_key;
+mod decrypt;
+mod delete_alias;
+mod describe_key;
+mod encrypt;
+mod generate_data_key;
+mod generate_random;
+mod list_aliases;
+mod list_keys;
+
+use crate::error::Error;
+use crate::ids::{KeyRef, parse_key_ref};
+use crate::keys::Key;
+use crate::service::Service;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Runs the operation named by `X-Amz-Target` on a JSON body, returning the JSON response body.
+pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+    let Some(op) = target.strip_prefix("TrentService.") else {
+        return Err(unknown(target));
+    };
+    match op {
+        "CreateKey" => create_key::run(svc, parse(body)?).await,
+        "DescribeKey" => describe_key::run(svc, parse(body)?).await,
+        "ListKeys" => list_keys::run(svc, parse(body)?).await,
+        "Encrypt" => encrypt::run(svc, parse(body)?).await,
+        "Decrypt" => decrypt::run(svc, parse(body)?).await,
+        "GenerateDataKey" => generate_data_key::run(svc, parse(body)?, true).await,
+        "GenerateDataKeyWithoutPlaintext" => generate_data_key::run(svc, parse(body)?, false).await,
+        "GenerateRandom" => generate_random::run(parse(body)?),
+        "CreateAlias" => create_alias::run(svc, parse(body)?).await,
+        "DeleteAlias" => delete_alias::run(svc, parse(body)?).await,
+        "ListAliases" => list_aliases::run(svc, parse(body)?).await,
+        _ => Err(unknown(target)),
+    }
+}
+
+fn unknown(target: &str) -> Error {
+    let shown: String = target.chars().take(128).collect();
+    Error::UnknownOperation(format!("Unknown operation {shown}"))
+}
+
+/// Parses a JSON request body. An empty body is an empty object, as SDKs send for operations without members.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| Error::Serialization(format!("Malformed request body: {e}")))
+}
+
+fn respond<T: Serialize>(value: T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&value).map_err(|e| Error::Internal(format!("response encoding: {e}")))
+}
+
+/// A base64 blob member of a request.
+pub struct Blob(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(s.as_bytes()).map(Blob).map_err(|_| serde::de::Error::custom("invalid base64 blob"))
+    }
+}
+
+/// A base64 blob member holding secret bytes (a plaintext): zeroized on drop.
+pub struct SecretBlob(pub Zeroizing<Vec<u8>>);
+
+impl<'de> Deserialize<'de> for SecretBlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Zeroizing::new(String::deserialize(d)?);
+        STANDARD
+            .decode(s.as_bytes())
+            .map(|v| SecretBlob(Zeroizing::new(v)))
+            .map_err(|_| serde::de::Error::custom("invalid base64 blob"))
+    }
+}
+
+/// Serializes bytes as a base64 string (for response blobs).
+pub fn b64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&Zeroizing::new(STANDARD.encode(bytes)))
+}
+
+/// An encryption context as it arrives.
+pub type Context = Option<BTreeMap<String, String>>;
+
+/// Finds the key a KeyId names, through an alias if need be.
+pub async fn resolve(svc: &Service, key_id: &str) -> Result<Arc<Key>, Error> {
+    let key_id_str = match parse_key_ref(key_id, &svc.scope)? {
+        KeyRef::Id(id) => id,
+        KeyRef::Alias(name) => match svc.aliases.get(&name).await? {
+            Some(a) => a.target_key_id.clone(),
+            None => return Err(Error::NotFound(format!("Alias {} is not found.", svc.scope.alias_arn(&name)))),
+        },
+    };
+    svc.keys
+        .get(&key_id_str)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(&key_id_str))))
+}
+
+/// A required member.
+pub fn required<T>(v: Option<T>, member: &str) -> Result<T, Error> {
+    v.ok_or_else(|| Error::missing(member))
+}
+
+/// A length/number constraint failure, worded as AWS words it.
+pub fn constraint(value: impl std::fmt::Display, member: &str, rule: &str) -> Error {
+    Error::Validation(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
+    ))
+}
+
+/// Checks a blob's length is within `1..=max`.
+pub fn check_len(len: usize, member: &str, max: usize) -> Result<(), Error> {
+    if len == 0 || len > max {
+        return Err(Error::Validation(format!(
+            "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length between 1 and {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks GrantTokens (accepted; grants come with a later feature).
+pub fn check_grant_tokens(tokens: &Option<Vec<String>>) -> Result<(), Error> {
+    if let Some(t) = tokens {
+        if t.len() > 10 {
+            return Err(constraint(t.len(), "grantTokens", "Member must have length less than or equal to 10"));
+        }
+        if t.iter().any(|s| s.is_empty() || s.len() > 8192) {
+            return Err(Error::Validation("Grant tokens must be between 1 and 8192 characters".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an encryption context's size: AWS bounds it at 8 KiB in total.
+pub fn check_context(ctx: &Context) -> Result<(), Error> {
+    if let Some(c) = ctx {
+        let total: usize = c.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total > 8192 {
+            return Err(Error::Validation("Encryption context exceeds the maximum size of 8192 bytes".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses parameters for features that come later, rather than silently ignoring them.
+pub fn refuse_recipient(recipient: &Option<serde_json::Value>) -> Result<(), Error> {
+    if recipient.is_some() {
+        return Err(Error::UnsupportedOperation("The Recipient parameter is not supported yet by this key service".into()));
+    }
+    Ok(())
+}
+
+/// Checks the EncryptionAlgorithm of a symmetric operation.
+pub fn check_symmetric_algorithm(alg: &Option<String>) -> Result<(), Error> {
+    match alg.as_deref() {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        Some(a @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => Err(Error::InvalidKeyUsage(format!(
+            "The encryption algorithm {a} is not compatible with the symmetric key"
+        ))),
+        Some(a) => Err(constraint(
+            a,
+            "encryptionAlgorithm",
+            "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
+        )),
+    }
+}
+
+/// Paging markers: opaque to callers, checked on the way back in.
+pub fn encode_marker(kind: char, last: &str) -> String {
+    let mut s = String::with_capacity(1 + last.len());
+    s.push(kind);
+    s.push_str(last);
+    URL_SAFE_NO_PAD.encode(s.as_bytes())
+}
+
+/// Decodes a marker of `kind`; `InvalidMarkerException` for anything we did not issue.
+pub fn decode_marker(kind: char, marker: &str) -> Result<String, Error> {
+    let raw = URL_SAFE_NO_PAD.decode(marker.as_bytes()).map_err(|_| Error::InvalidMarker)?;
+    let s = String::from_utf8(raw).map_err(|_| Error::InvalidMarker)?;
+    let rest = s.strip_prefix(kind).ok_or(Error::InvalidMarker)?;
+    if rest.is_empty() || rest.len() > kms_shared::storage::MAX_ID_LEN {
+        return Err(Error::InvalidMarker);
+    }
+    Ok(rest.to_owned())
+}
+
+/// Checks a paging limit within `1..=max`, defaulting to `default`.
+pub fn page_limit(limit: Option<i64>, default: u32, max: u32) -> Result<u32, Error> {
+    match limit {
+        None => Ok(default),
+        Some(l) if l >= 1 && l <= i64::from(max) => Ok(u32::try_from(l).unwrap_or(default)),
+        Some(l) => Err(constraint(l, "limit", &format!("Member must have value between 1 and {max}"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_and_refuse_foreign() {
+        let m = encode_marker('K', "abc");
+        assert_eq!(decode_marker('K', &m).unwrap(), "abc");
+        assert!(matches!(decode_marker('A', &m), Err(Error::InvalidMarker)));
+        assert!(matches!(decode_marker('K', "!!!"), Err(Error::InvalidMarker)));
+        assert!(matches!(decode_marker('K', &encode_marker('K', "")), Err(Error::InvalidMarker)));
+    }
+
+    #[test]
+    fn parse_errors_are_serialization_errors() {
+        #[derive(Deserialize, Debug)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(dead_code)]
+        struct R {
+            key_id: Option<String>,
+        }
+        assert!(matches!(parse::<R>(b"{"), Err(Error::Serialization(_))));
+        assert!(matches!(parse::<R>(b"[]"), Err(Error::Serialization(_))));
+        assert!(matches!(parse::<R>(br#"{"KeyId": 5}"#), Err(Error::Serialization(_))));
+        assert!(parse::<R>(b"").is_ok());
+        assert!(parse::<R>(br#"{"Unknown": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(page_limit(None, 100, 1000).unwrap(), 100);
+        assert!(page_limit(Some(0), 100, 1000).is_err());
+        assert!(page_limit(Some(1001), 100, 1000).is_err());
+        assert!(check_len(0, "plaintext", 4096).is_err());
+        assert!(check_len(4097, "plaintext", 4096).is_err());
+        assert!(check_len(4096, "plaintext", 4096).is_ok());
+    }
+}

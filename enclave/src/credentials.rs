@@ -1,0 +1,150 @@
+//! Access keys: id → principal and secret, sealed in the store, cached in the enclave with the SigV4 signing key of
+//! the current day so that a request costs one HMAC chain per key per day, not one per request.
+
+use crate::error::Error;
+use crate::secret::{Key256, SecretString};
+use crate::store::Records;
+use kms_shared::storage::RecordKind;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroize;
+
+const AKID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+#[derive(Serialize)]
+struct BodyOut<'a> {
+    principal_arn: &'a str,
+    secret: &'a str,
+    creation_date: f64,
+}
+
+#[derive(Deserialize)]
+struct BodyIn {
+    principal_arn: String,
+    secret: String,
+    creation_date: f64,
+}
+
+/// An access key in enclave memory.
+pub struct Credential {
+    /// The access key id.
+    pub access_key_id: String,
+    /// Who signs with it.
+    pub principal_arn: String,
+    /// Epoch seconds.
+    pub creation_date: f64,
+    secret: SecretString,
+    signing: Mutex<Option<(String, Key256)>>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// The SigV4 signing key for (`date`, `region`, `service`), derived once and cached.
+    pub fn signing_key(&self, date: &str, region: &str, service: &str) -> Key256 {
+        let scope = format!("{date}/{region}/{service}");
+        if let Ok(guard) = self.signing.lock() {
+            if let Some((s, k)) = guard.as_ref() {
+                if *s == scope {
+                    return Key256::from_array(*k.expose_secret());
+                }
+            }
+        }
+        let key = Key256::from_array(crate::sigv4::signing_key(
+            self.secret.expose_secret().as_bytes(),
+            date,
+            region,
+            service,
+        ));
+        if let Ok(mut guard) = self.signing.lock() {
+            *guard = Some((scope, Key256::from_array(*key.expose_secret())));
+        }
+        key
+    }
+}
+
+fn random_string(alphabet: &[u8], len: usize) -> Result<String, Error> {
+    let mut raw = vec![0u8; len];
+    getrandom::fill(&mut raw).map_err(|_| Error::Internal("random source failed".into()))?;
+    // Both alphabets have a power-of-two size, so masking is unbiased.
+    let mask = alphabet.len() - 1;
+    let s = raw.iter().map(|b| char::from(*alphabet.get(usize::from(*b) & mask).unwrap_or(&b'A'))).collect();
+    raw.zeroize();
+    Ok(s)
+}
+
+/// A plausible access key id shape, checked before any storage lookup.
+pub fn plausible_access_key_id(s: &str) -> bool {
+    (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// All access keys.
+pub struct Credentials {
+    records: Arc<Records>,
+    cache: Mutex<HashMap<String, Arc<Credential>>>,
+}
+
+impl Credentials {
+    /// Access keys over `records`.
+    pub fn new(records: Arc<Records>) -> Self {
+        Self { records, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The access key `akid`, if it exists.
+    pub async fn get(&self, akid: &str) -> Result<Option<Arc<Credential>>, Error> {
+        if !plausible_access_key_id(akid) {
+            return Ok(None);
+        }
+        if let Some(c) = self.cache.lock().ok().and_then(|c| c.get(akid).cloned()) {
+            return Ok(Some(c));
+        }
+        let Some(opened) = self.records.get(RecordKind::Credential, akid).await? else { return Ok(None) };
+        let mut body: BodyIn = ciborium::from_reader(&opened.body[..])
+            .map_err(|_| Error::Internal(format!("undecodable credential {akid}")))?;
+        let cred = Arc::new(Credential {
+            access_key_id: akid.to_owned(),
+            principal_arn: std::mem::take(&mut body.principal_arn),
+            creation_date: body.creation_date,
+            secret: SecretString::new(std::mem::take(&mut body.secret)),
+            signing: Mutex::new(None),
+        });
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(akid.to_owned(), cred.clone());
+        }
+        Ok(Some(cred))
+    }
+
+    /// Creates an access key for `principal_arn`. Returns the id and the secret, which the caller shows once.
+    pub async fn create(&self, principal_arn: &str, now: f64) -> Result<(String, SecretString), Error> {
+        let akid = format!("AKIA{}", random_string(AKID_ALPHABET, 16)?);
+        let secret = SecretString::new(random_string(SECRET_ALPHABET, 40)?);
+        let mut body = zeroize::Zeroizing::new(Vec::with_capacity(128));
+        let out = BodyOut { principal_arn, secret: secret.expose_secret(), creation_date: now };
+        ciborium::into_writer(&out, &mut *body).map_err(|e| Error::Internal(e.to_string()))?;
+        self.records.put(RecordKind::Credential, &akid, None, &body).await?;
+        Ok((akid, secret))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_strings_have_the_right_shape() {
+        let a = random_string(AKID_ALPHABET, 16).unwrap();
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| AKID_ALPHABET.contains(&b)));
+        assert_ne!(a, random_string(AKID_ALPHABET, 16).unwrap());
+        assert!(plausible_access_key_id(&format!("AKIA{a}")));
+        assert!(!plausible_access_key_id("short"));
+        assert!(!plausible_access_key_id("AKIA/../../etc/passwd00"));
+    }
+}

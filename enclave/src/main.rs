@@ -1,0 +1,139 @@
+//! `kms-enclave`: the enclave binary. `nitro` inside a Nitro Enclave; `simulator` (INSECURE) as a child of
+//! `kms-host dev`.
+
+use clap::{Args, Parser, Subcommand};
+use kms_attestation::{NitroNsm, Nsm, SimNsm};
+use kms_enclave::boot::{self, Settings};
+use kms_enclave::ids::Scope;
+use kms_enclave::transport::{ClientListener, StorageTarget};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kms-enclave", version, about = "enclave-kms: the enclave side")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Production: inside a Nitro Enclave; needs /dev/nsm.
+    Nitro {
+        /// vsock port for relayed client connections.
+        #[arg(long, default_value_t = 5000)]
+        client_port: u32,
+        /// The parent instance's vsock CID.
+        #[arg(long, default_value_t = 3)]
+        parent_cid: u32,
+        /// The host's vsock storage port.
+        #[arg(long, default_value_t = 5001)]
+        storage_port: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// INSECURE simulator mode over Unix sockets, for development and tests.
+    Simulator {
+        /// Unix socket to listen on for relayed client connections.
+        #[arg(long)]
+        client_socket: PathBuf,
+        /// The host's Unix socket for the storage channel.
+        #[arg(long)]
+        storage_socket: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Region in ARNs and the SigV4 scope.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// 12-digit account id in ARNs.
+    #[arg(long, default_value = "000000000000")]
+    account_id: String,
+    /// DNS names or IP addresses for the TLS certificate (localhost, 127.0.0.1 and ::1 are always included).
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+    /// Most unwrapped keys cached in enclave memory.
+    #[arg(long, default_value_t = 100_000)]
+    key_cache: usize,
+}
+
+fn settings(c: Common) -> Result<Settings, String> {
+    if c.account_id.len() != 12 || !c.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("--account-id must be 12 digits, not {:?}", c.account_id));
+    }
+    if c.region.is_empty() || c.region.len() > 32 || !c.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(format!("--region is not a region name: {:?}", c.region));
+    }
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    names.extend(c.tls_names);
+    Ok(Settings { scope: Scope { region: c.region, account_id: c.account_id }, tls_names: names, key_cache: c.key_cache })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let (nsm, storage, listener, common): (Box<dyn Nsm>, _, _, _) = match cli.mode {
+        Mode::Nitro { client_port, parent_cid, storage_port, common } => {
+            let nsm = match NitroNsm::open() {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("kms-enclave: refusing to start in Nitro mode: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            (Box::new(nsm), StorageTarget::Vsock { cid: parent_cid, port: storage_port }, Listen::Vsock(client_port), common)
+        }
+        Mode::Simulator { client_socket, storage_socket, common } => {
+            eprintln!("kms-enclave: INSECURE SIMULATOR MODE: simulated NSM, domain key sealed under a public key. Never use in production.");
+            (Box::new(SimNsm), StorageTarget::Unix(storage_socket), Listen::Unix(client_socket), common)
+        }
+    };
+    let settings = match settings(common) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kms-enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kms-enclave: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = match listener {
+            Listen::Unix(p) => ClientListener::unix(&p),
+            Listen::Vsock(port) => ClientListener::vsock(port),
+        }
+        .map_err(|e| kms_enclave::error::Error::Internal(format!("cannot listen: {e}")))?;
+        boot::run(nsm, storage, listener, settings).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let detail = match &e {
+                kms_enclave::error::Error::Internal(d) => d.clone(),
+                other => other.to_string(),
+            };
+            tracing::error!(error = %detail, "kms-enclave stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Listen {
+    Unix(PathBuf),
+    Vsock(u32),
+}

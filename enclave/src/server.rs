@@ -1,0 +1,165 @@
+//! The client-facing side: the preface from the host, TLS (rustls, terminated here), HTTP/1.1, SigV4, and the KMS
+//! JSON protocol. Everything the client sends is bounded: preface, handshake time, header time, body size.
+
+use crate::cmd;
+use crate::error::Error;
+use crate::service::Service;
+use crate::sigv4::{self, Expected};
+use crate::transport::Stream;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kms_shared::preface;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio_rustls::TlsAcceptor;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Allowed clock difference for SigV4.
+pub const MAX_SKEW_SECS: u64 = 300;
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
+    let mut h = [0u8; preface::HEADER_LEN];
+    stream.read_exact(&mut h).await.map_err(|e| e.to_string())?;
+    let n = preface::peer_len(h).map_err(|e| e.to_string())?;
+    let mut peer = vec![0u8; n];
+    stream.read_exact(&mut peer).await.map_err(|e| e.to_string())?;
+    preface::peer(&peer).map(str::to_owned).map_err(|e| e.to_string())
+}
+
+/// Serves one relayed client connection to its end.
+pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc: Arc<Service>) {
+    let peer = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut stream)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return tracing::warn!(error = %e, "bad connection preface"),
+        Err(_) => return tracing::warn!("connection preface timed out"),
+    };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
+        Err(_) => return tracing::info!(peer = %peer, "TLS handshake timed out"),
+    };
+    let peer = Arc::new(peer);
+    let service = service_fn(move |req| {
+        let (svc, peer) = (svc.clone(), peer.clone());
+        async move { Ok::<_, Infallible>(handle(&svc, req, &peer).await) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+async fn handle(svc: &Service, req: Request<Incoming>, peer: &str) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(128).collect::<String>())
+        .unwrap_or_default();
+    let mut request_id = [0u8; 16];
+    let _ = getrandom::fill(&mut request_id);
+    let request_id = crate::ids::format_uuid(&request_id);
+    let outcome = process(svc, req, &target).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(body) => {
+            tracing::debug!(%peer, %target, %request_id, ms, "ok");
+            reply(StatusCode::OK, body, None, &request_id, false)
+        }
+        Err((e, close)) => {
+            let code = e.code();
+            if let Error::Internal(detail) = &e {
+                tracing::error!(%peer, %target, %request_id, detail = %detail, "internal error");
+            } else {
+                tracing::info!(%peer, %target, %request_id, code = code.name(), ms, "request failed");
+            }
+            let body = serde_json::json!({"__type": code.name(), "message": e.public_message()});
+            let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close)
+        }
+    }
+}
+
+/// Authenticates and runs one request. The `bool` of an error says whether to close the connection.
+async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<Vec<u8>, (Error, bool)> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err((too_large(), true));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err((too_large(), true)),
+        Err(_) => return Err((Error::Serialization("The request body could not be read".into()), true)),
+    };
+    let keep = |e: Error| (e, false);
+
+    let auth = sigv4::parse_authorization(&parts.headers).map_err(|e| keep(Error::Auth(e)))?;
+    let cred = svc
+        .credentials
+        .get(auth.access_key_id)
+        .await
+        .map_err(keep)?
+        .ok_or((Error::UnrecognizedClient, false))?;
+    let expected = Expected { region: &svc.scope.region, service: "kms", max_skew_secs: MAX_SKEW_SECS };
+    let signing_key = cred.signing_key(auth.date, &svc.scope.region, "kms");
+    sigv4::verify_with_signing_key(
+        &auth,
+        signing_key.expose_secret(),
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &body,
+        &expected,
+        svc.clock.now_unix(),
+    )
+    .map_err(|e| keep(Error::Auth(e)))?;
+
+    if parts.method != Method::POST || parts.uri.path() != "/" {
+        return Err(keep(Error::UnknownOperation(format!("{} {} is not an operation", parts.method, parts.uri.path()))));
+    }
+    cmd::dispatch(svc, target, &body).await.map_err(keep)
+}
+
+fn too_large() -> Error {
+    Error::Validation(format!("The request body exceeds the maximum size of {MAX_BODY} bytes"))
+}
+
+fn reply(status: StatusCode, body: Vec<u8>, error: Option<&str>, request_id: &str, close: bool) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Some(Ok(v)) = error.map(HeaderValue::from_str) {
+        h.insert("x-amzn-errortype", v);
+    }
+    if close {
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}

@@ -1,0 +1,51 @@
+//! The state every request shares.
+
+use crate::aliases::Aliases;
+use crate::credentials::Credentials;
+use crate::ids::Scope;
+use crate::keys::Keyring;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The service: configuration, keys, aliases, credentials and the clock.
+pub struct Service {
+    /// Region and account of every ARN.
+    pub scope: Scope,
+    /// KMS keys.
+    pub keys: Keyring,
+    /// Aliases.
+    pub aliases: Aliases,
+    /// Access keys.
+    pub credentials: Credentials,
+    /// The one clock.
+    pub clock: Clock,
+}
+
+/// The one clock of the service. Reads the system clock plus an offset that only a development setting moves.
+#[derive(Default)]
+pub struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    /// Milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        let sys = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        i64::try_from(sys).unwrap_or(i64::MAX).saturating_add(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Seconds since the epoch, with millisecond precision (AWS's timestamp form).
+    pub fn now_secs(&self) -> f64 {
+        self.now_ms() as f64 / 1000.0
+    }
+
+    /// Whole seconds since the epoch.
+    pub fn now_unix(&self) -> u64 {
+        u64::try_from(self.now_ms() / 1000).unwrap_or(0)
+    }
+
+    /// Moves the clock (tests and development only).
+    pub fn advance_ms(&self, ms: i64) {
+        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,216 @@
+//! Bringing the service up and down: the storage listener, the enclave (a child process in simulator mode, or
+//! `nitro-cli run-enclave` in production), the announcement, the operator files, the ready line, the relay, and a
+//! clean shutdown on SIGINT or SIGTERM.
+
+use crate::blobstore::{BlobStore, SqliteStore};
+use crate::files::{shell_quote, write_atomic};
+use crate::relay::{self, EnclaveAddr};
+use kms_shared::storage::Announcement;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_vsock::{VsockAddr, VsockListener};
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// File names in the data directory. Contract: users and tests rely on them.
+pub const STORE_FILE: &str = "kms.sqlite3";
+/// The CA certificate clients trust.
+pub const CA_FILE: &str = "ca.pem";
+/// The AWS shared-credentials file with the bootstrap admin key.
+pub const CREDENTIALS_FILE: &str = "credentials";
+/// Shell lines that point the AWS CLI and SDKs at this service.
+pub const ENV_FILE: &str = "env";
+
+/// Where the enclave's storage channel arrives.
+pub enum StorageListener {
+    /// Simulator mode.
+    Unix(UnixListener),
+    /// Production.
+    Vsock(VsockListener),
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+impl StorageListener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Stream>> {
+        match self {
+            Self::Unix(l) => Ok(Box::new(l.accept().await?.0)),
+            Self::Vsock(l) => Ok(Box::new(l.accept().await?.0)),
+        }
+    }
+
+    /// Binds vsock `port` on any CID.
+    pub fn vsock(port: u32) -> std::io::Result<Self> {
+        VsockListener::bind(VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port)).map(Self::Vsock)
+    }
+}
+
+/// Everything [`run`] needs.
+pub struct Plan {
+    /// The data directory (absolute).
+    pub data_dir: PathBuf,
+    /// The bound client listener.
+    pub listener: TcpListener,
+    /// Where the enclave's storage channel arrives.
+    pub storage: StorageListener,
+    /// How to reach the enclave.
+    pub enclave: EnclaveAddr,
+    /// The enclave process, when the host started one it can stop.
+    pub child: Option<Child>,
+    /// Region, for the env file.
+    pub region: String,
+}
+
+/// Forwards a child's output lines to our stderr, prefixed.
+pub fn forward_logs(child: &mut Child) {
+    fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R) {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("enclave: {line}");
+            }
+        });
+    }
+    if let Some(out) = child.stdout.take() {
+        pump(out);
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(err);
+    }
+}
+
+/// Spawns `kms-enclave simulator ...` with its output piped to ours.
+pub fn spawn_simulator(bin: &Path, args: &[String]) -> Result<Child, String> {
+    let mut child = Command::new(bin)
+        .arg("simulator")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    forward_logs(&mut child);
+    Ok(child)
+}
+
+async fn child_exit(child: &mut Option<Child>) -> String {
+    match child {
+        Some(c) => match c.wait().await {
+            Ok(status) => format!("the enclave exited ({status})"),
+            Err(e) => format!("cannot wait for the enclave: {e}"),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+        other => other,
+    }
+}
+
+fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -> Result<(), String> {
+    let dir = &plan.data_dir;
+    write_atomic(&dir.join(CA_FILE), ann.ca_pem.as_bytes(), 0o644)?;
+    let creds = dir.join(CREDENTIALS_FILE);
+    match &ann.bootstrap {
+        Some(b) => {
+            let text = format!(
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                b.access_key_id, b.secret_access_key
+            );
+            write_atomic(&creds, text.as_bytes(), 0o600)?;
+            tracing::info!(access_key_id = %b.access_key_id, path = %creds.display(), "bootstrap admin credentials written (shown once)");
+        }
+        None if !creds.exists() => tracing::warn!(
+            path = %creds.display(),
+            "no credentials file: the admin key is shown only once, at the first start of a data directory"
+        ),
+        None => {}
+    }
+    let env = format!(
+        "export AWS_ENDPOINT_URL_KMS={}\nexport AWS_CA_BUNDLE={}\nexport AWS_SHARED_CREDENTIALS_FILE={}\nexport AWS_DEFAULT_REGION={}\n",
+        shell_quote(&format!("https://{endpoint}")),
+        shell_quote(&dir.join(CA_FILE).to_string_lossy()),
+        shell_quote(&creds.to_string_lossy()),
+        shell_quote(&plan.region),
+    );
+    write_atomic(&dir.join(ENV_FILE), env.as_bytes(), 0o644)
+}
+
+/// Runs the service until a signal or the enclave's exit. `Ok` means a clean, requested shutdown.
+pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
+
+    let storage = tokio::select! {
+        s = tokio::time::timeout(STARTUP_TIMEOUT, plan.storage.accept()) => match s {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("storage channel: {e}")),
+            Err(_) => return Err("the enclave did not connect its storage channel in time".into()),
+        },
+        why = child_exit(&mut plan.child) => return Err(why),
+    };
+    let (atx, mut arx) = mpsc::channel(4);
+    let store_dyn: Arc<dyn BlobStore> = store;
+    let (dead_tx, mut dead_rx) = mpsc::channel::<String>(1);
+    tokio::spawn(async move {
+        let why = match crate::storage_server::serve(storage, store_dyn, atx).await {
+            Ok(()) => "the enclave closed the storage channel".to_owned(),
+            Err(e) => e,
+        };
+        let _ = dead_tx.send(why).await;
+    });
+
+    let announcement = tokio::select! {
+        a = tokio::time::timeout(STARTUP_TIMEOUT, arx.recv()) => match a {
+            Ok(Some(a)) => a,
+            _ => return Err("the enclave did not announce itself in time".into()),
+        },
+        why = child_exit(&mut plan.child) => return Err(why),
+        Some(why) = dead_rx.recv() => return Err(why),
+    };
+    let local = plan.listener.local_addr().map_err(|e| format!("listener: {e}"))?;
+    let endpoint = connectable(local);
+    write_operator_files(&plan, &announcement, endpoint)?;
+    drop(announcement);
+
+    let relay = tokio::spawn(relay::run(plan.listener, plan.enclave.clone()));
+    println!("ready: https://{endpoint}");
+    let outcome = tokio::select! {
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+        why = child_exit(&mut plan.child) => Err(why),
+        Some(why) = dead_rx.recv() => Err(why),
+    };
+    relay.abort();
+    if outcome.is_ok() {
+        tracing::info!("shutting down");
+    }
+    stop_child(&mut plan.child).await;
+    outcome
+}
+
+async fn stop_child(child: &mut Option<Child>) {
+    let Some(c) = child else { return };
+    if let Some(pid) = c.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout(STOP_TIMEOUT, c.wait()).await.is_err() {
+        tracing::warn!("the enclave did not stop in time; killing it");
+        let _ = c.kill().await;
+    }
+}

@@ -64,7 +64,8 @@ impl Aliases {
     }
 
     fn decode(name: &str, version: u64, body: &[u8]) -> Result<Alias, Error> {
-        let mut a: Alias = ciborium::from_reader(body).map_err(|_| Error::Internal(format!("undecodable alias {name}")))?;
+        let mut a: Alias =
+            ciborium::from_reader(body).map_err(|_| Error::Internal(format!("undecodable alias {name}")))?;
         if a.name != name {
             return Err(Error::Internal(format!("alias record {name} names another alias")));
         }
@@ -74,10 +75,12 @@ impl Aliases {
 
     fn remember(&self, a: Arc<Alias>) {
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= self.capacity && !c.contains_key(&a.name) {
-                if let Some(victim) = c.keys().next().cloned() {
-                    c.remove(&victim);
-                }
+            // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
+            if c.len() >= self.capacity
+                && !c.contains_key(&a.name)
+                && let Some(victim) = c.keys().next().cloned()
+            {
+                c.remove(&victim);
             }
             c.insert(a.name.clone(), a);
         }

@@ -60,7 +60,8 @@ pub async fn run(
     listener: ClientListener,
     settings: Settings,
 ) -> Result<(), Error> {
-    let stream = storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
+    let stream =
+        storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
     let (channel, mut dead) = Channel::start(stream);
 
     let (domain_key, fresh) = if nsm.is_simulated() {

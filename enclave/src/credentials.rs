@@ -49,12 +49,11 @@ impl Credential {
     /// The SigV4 signing key for (`date`, `region`, `service`), derived once and cached.
     pub fn signing_key(&self, date: &str, region: &str, service: &str) -> Key256 {
         let scope = format!("{date}/{region}/{service}");
-        if let Ok(guard) = self.signing.lock() {
-            if let Some((s, k)) = guard.as_ref() {
-                if *s == scope {
-                    return Key256::from_array(*k.expose_secret());
-                }
-            }
+        if let Ok(guard) = self.signing.lock()
+            && let Some((s, k)) = guard.as_ref()
+            && *s == scope
+        {
+            return Key256::from_array(*k.expose_secret());
         }
         let key = Key256::from_array(crate::sigv4::signing_key(
             self.secret.expose_secret().as_bytes(),

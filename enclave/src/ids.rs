@@ -121,7 +121,9 @@ pub fn parse_key_ref(s: &str, scope: &Scope) -> Result<KeyRef, Error> {
 pub fn parse_direct_key_ref(s: &str, scope: &Scope) -> Result<String, Error> {
     match parse_key_ref(s, scope)? {
         KeyRef::Id(id) => Ok(id),
-        KeyRef::Alias(_) => Err(Error::Validation(format!("Aliases are not allowed here; specify a key id or key ARN, not '{s}'"))),
+        KeyRef::Alias(_) => {
+            Err(Error::Validation(format!("Aliases are not allowed here; specify a key id or key ARN, not '{s}'")))
+        }
     }
 }
 

@@ -156,11 +156,12 @@ impl Keyring {
 
     fn remember(&self, key: Arc<Key>) {
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= self.capacity && !c.contains_key(&key.meta.key_id) {
-                // Evict an arbitrary entry: HashMap iteration order is randomized per process.
-                if let Some(victim) = c.keys().next().cloned() {
-                    c.remove(&victim);
-                }
+            // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
+            if c.len() >= self.capacity
+                && !c.contains_key(&key.meta.key_id)
+                && let Some(victim) = c.keys().next().cloned()
+            {
+                c.remove(&victim);
             }
             c.insert(key.meta.key_id.clone(), key);
         }
@@ -192,7 +193,13 @@ impl Keyring {
     pub async fn create(&self, meta: KeyMeta) -> Result<Arc<Key>, Error> {
         let uuid = crate::ids::parse_uuid(&meta.key_id).ok_or_else(|| Error::Internal("bad new key id".into()))?;
         let material = Key256::generate().map_err(|_| Error::Internal("random source failed".into()))?;
-        let mut key = Key { arn: self.scope.key_arn(&meta.key_id), uuid, meta, record_version: 0, materials: vec![(1, material)] };
+        let mut key = Key {
+            arn: self.scope.key_arn(&meta.key_id),
+            uuid,
+            meta,
+            record_version: 0,
+            materials: vec![(1, material)],
+        };
         let body = key.encode()?;
         key.record_version = self.records.put(RecordKind::Key, &key.meta.key_id, None, &body).await?;
         let key = Arc::new(key);

@@ -65,12 +65,19 @@ fn settings(c: Common) -> Result<Settings, String> {
     if c.account_id.len() != 12 || !c.account_id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("--account-id must be 12 digits, not {:?}", c.account_id));
     }
-    if c.region.is_empty() || c.region.len() > 32 || !c.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if c.region.is_empty()
+        || c.region.len() > 32
+        || !c.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err(format!("--region is not a region name: {:?}", c.region));
     }
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(c.tls_names);
-    Ok(Settings { scope: Scope { region: c.region, account_id: c.account_id }, tls_names: names, key_cache: c.key_cache })
+    Ok(Settings {
+        scope: Scope { region: c.region, account_id: c.account_id },
+        tls_names: names,
+        key_cache: c.key_cache,
+    })
 }
 
 fn main() -> ExitCode {
@@ -78,7 +85,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
@@ -91,10 +99,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            (Box::new(nsm), StorageTarget::Vsock { cid: parent_cid, port: storage_port }, Listen::Vsock(client_port), common)
+            (
+                Box::new(nsm),
+                StorageTarget::Vsock { cid: parent_cid, port: storage_port },
+                Listen::Vsock(client_port),
+                common,
+            )
         }
         Mode::Simulator { client_socket, storage_socket, common } => {
-            eprintln!("kms-enclave: INSECURE SIMULATOR MODE: simulated NSM, domain key sealed under a public key. Never use in production.");
+            eprintln!(
+                "kms-enclave: INSECURE SIMULATOR MODE: simulated NSM, domain key sealed under a public key. Never use in production."
+            );
             (Box::new(SimNsm), StorageTarget::Unix(storage_socket), Listen::Unix(client_socket), common)
         }
     };

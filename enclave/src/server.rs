@@ -117,12 +117,8 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
     let keep = |e: Error| (e, false);
 
     let auth = sigv4::parse_authorization(&parts.headers).map_err(|e| keep(Error::Auth(e)))?;
-    let cred = svc
-        .credentials
-        .get(auth.access_key_id)
-        .await
-        .map_err(keep)?
-        .ok_or((Error::UnrecognizedClient, false))?;
+    let cred =
+        svc.credentials.get(auth.access_key_id).await.map_err(keep)?.ok_or((Error::UnrecognizedClient, false))?;
     let expected = Expected { region: &svc.scope.region, service: "kms", max_skew_secs: MAX_SKEW_SECS };
     let signing_key = cred.signing_key(auth.date, &svc.scope.region, "kms");
     sigv4::verify_with_signing_key(
@@ -138,7 +134,11 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
     .map_err(|e| keep(Error::Auth(e)))?;
 
     if parts.method != Method::POST || parts.uri.path() != "/" {
-        return Err(keep(Error::UnknownOperation(format!("{} {} is not an operation", parts.method, parts.uri.path()))));
+        return Err(keep(Error::UnknownOperation(format!(
+            "{} {} is not an operation",
+            parts.method,
+            parts.uri.path()
+        ))));
     }
     cmd::dispatch(svc, target, &body).await.map_err(keep)
 }
@@ -147,7 +147,13 @@ fn too_large() -> Error {
     Error::Validation(format!("The request body exceeds the maximum size of {MAX_BODY} bytes"))
 }
 
-fn reply(status: StatusCode, body: Vec<u8>, error: Option<&str>, request_id: &str, close: bool) -> Response<Full<Bytes>> {
+fn reply(
+    status: StatusCode,
+    body: Vec<u8>,
+    error: Option<&str>,
+    request_id: &str,
+    close: bool,
+) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

@@ -117,15 +117,9 @@ fn incomplete(msg: impl Into<String>) -> AuthError {
 }
 
 fn expired_message(future: &bool, request: &str, bound: &str, server: &str, skew: &u64) -> String {
-    let skew = if skew.is_multiple_of(60) {
-        format!("{} min.", *skew / 60)
-    } else {
-        format!("{} sec.", *skew)
-    };
+    let skew = if skew.is_multiple_of(60) { format!("{} min.", *skew / 60) } else { format!("{} sec.", *skew) };
     if *future {
-        format!(
-            "Signature not yet current: {request} is still later than {bound} ({server} + {skew})"
-        )
+        format!("Signature not yet current: {request} is still later than {bound} ({server} + {skew})")
     } else {
         format!("Signature expired: {request} is now earlier than {bound} ({server} - {skew})")
     }
@@ -193,18 +187,12 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization<'_>, Aut
         return Err(AuthError::MissingAuthentication);
     };
     if values.next().is_some() {
-        return Err(incomplete(
-            "Multiple Authorization headers are not allowed.",
-        ));
+        return Err(incomplete("Multiple Authorization headers are not allowed."));
     }
     if value.len() > MAX_AUTHORIZATION_LEN {
-        return Err(incomplete(format!(
-            "Authorization header exceeds {MAX_AUTHORIZATION_LEN} bytes."
-        )));
+        return Err(incomplete(format!("Authorization header exceeds {MAX_AUTHORIZATION_LEN} bytes.")));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| incomplete("Authorization header contains invalid characters."))?;
+    let value = value.to_str().map_err(|_| incomplete("Authorization header contains invalid characters."))?;
     parse_authorization_value(value)
 }
 
@@ -217,9 +205,7 @@ fn parse_authorization_value(value: &str) -> Result<Authorization<'_>, AuthError
         )));
     };
     if algorithm != ALGORITHM {
-        return Err(incomplete(format!(
-            "Unsupported Authorization algorithm; only '{ALGORITHM}' is accepted."
-        )));
+        return Err(incomplete(format!("Unsupported Authorization algorithm; only '{ALGORITHM}' is accepted.")));
     }
 
     let mut credential = None;
@@ -228,46 +214,30 @@ fn parse_authorization_value(value: &str) -> Result<Authorization<'_>, AuthError
     for part in rest.split(',') {
         let part = part.trim_start_matches(' ');
         let Some((key, val)) = part.split_once('=') else {
-            return Err(incomplete(
-                "Authorization header parameters must be 'key=value' pairs separated by ','.",
-            ));
+            return Err(incomplete("Authorization header parameters must be 'key=value' pairs separated by ','."));
         };
         let slot = match key {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed_headers,
             "Signature" => &mut signature,
             _ => {
-                return Err(incomplete(
-                    "Authorization header contains an unknown parameter.",
-                ));
+                return Err(incomplete("Authorization header contains an unknown parameter."));
             }
         };
         if slot.replace(val).is_some() {
-            return Err(incomplete(format!(
-                "Authorization header contains a duplicate '{key}' parameter."
-            )));
+            return Err(incomplete(format!("Authorization header contains a duplicate '{key}' parameter.")));
         }
     }
-    let credential = credential
-        .ok_or_else(|| incomplete("Authorization header requires 'Credential' parameter."))?;
-    let signed_headers = signed_headers
-        .ok_or_else(|| incomplete("Authorization header requires 'SignedHeaders' parameter."))?;
-    let signature = signature
-        .ok_or_else(|| incomplete("Authorization header requires 'Signature' parameter."))?;
+    let credential = credential.ok_or_else(|| incomplete("Authorization header requires 'Credential' parameter."))?;
+    let signed_headers =
+        signed_headers.ok_or_else(|| incomplete("Authorization header requires 'SignedHeaders' parameter."))?;
+    let signature = signature.ok_or_else(|| incomplete("Authorization header requires 'Signature' parameter."))?;
 
     let (access_key_id, date, region, service, terminator) = parse_credential(credential)?;
     validate_signed_headers(signed_headers)?;
     let signature = parse_signature(signature)?;
 
-    Ok(Authorization {
-        access_key_id,
-        date,
-        region,
-        service,
-        terminator,
-        signed_headers,
-        signature,
-    })
+    Ok(Authorization { access_key_id, date, region, service, terminator, signed_headers, signature })
 }
 
 type CredentialParts<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
@@ -280,25 +250,18 @@ fn parse_credential(credential: &str) -> Result<CredentialParts<'_>, AuthError> 
         )
     };
     let mut parts = credential.split('/');
-    let (Some(akid), Some(date), Some(region), Some(service), Some(terminator), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some(akid), Some(date), Some(region), Some(service), Some(terminator), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(malformed());
     };
-    let akid_ok = !akid.is_empty()
-        && akid.len() <= MAX_ACCESS_KEY_ID_LEN
-        && akid.bytes().all(|b| b.is_ascii_alphanumeric());
+    let akid_ok =
+        !akid.is_empty() && akid.len() <= MAX_ACCESS_KEY_ID_LEN && akid.bytes().all(|b| b.is_ascii_alphanumeric());
     let date_ok = date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit());
     let scope_part_ok = |s: &str, extra: u8| {
         !s.is_empty()
             && s.len() <= MAX_SCOPE_PART_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == extra)
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == extra)
     };
     if !(akid_ok
         && date_ok
@@ -316,20 +279,7 @@ fn is_lower_tchar(b: u8) -> bool {
         || b.is_ascii_digit()
         || matches!(
             b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
         )
 }
 
@@ -340,22 +290,15 @@ fn validate_signed_headers(signed_headers: &str) -> Result<(), AuthError> {
     for name in signed_headers.split(';') {
         count = count.saturating_add(1);
         if count > MAX_SIGNED_HEADERS {
-            return Err(incomplete(format!(
-                "SignedHeaders lists more than {MAX_SIGNED_HEADERS} headers."
-            )));
+            return Err(incomplete(format!("SignedHeaders lists more than {MAX_SIGNED_HEADERS} headers.")));
         }
-        if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.bytes().all(is_lower_tchar)
-        {
-            return Err(incomplete(
-                "SignedHeaders must be a ';'-separated list of lowercase header names.",
-            ));
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.bytes().all(is_lower_tchar) {
+            return Err(incomplete("SignedHeaders must be a ';'-separated list of lowercase header names."));
         }
         if let Some(prev) = previous
             && prev >= name
         {
-            return Err(incomplete(
-                "SignedHeaders must be sorted and must not contain duplicates.",
-            ));
+            return Err(incomplete("SignedHeaders must be sorted and must not contain duplicates."));
         }
         has_host |= name == HOST;
         previous = Some(name);
@@ -368,14 +311,10 @@ fn validate_signed_headers(signed_headers: &str) -> Result<(), AuthError> {
 
 fn parse_signature(signature: &str) -> Result<[u8; 32], AuthError> {
     let mut out = [0u8; 32];
-    let well_formed = signature.len() == 64
-        && signature
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let well_formed =
+        signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !well_formed || hex::decode_to_slice(signature, &mut out).is_err() {
-        return Err(incomplete(
-            "Signature must be 64 lowercase hexadecimal characters.",
-        ));
+        return Err(incomplete("Signature must be 64 lowercase hexadecimal characters."));
     }
     Ok(out)
 }
@@ -390,15 +329,10 @@ fn parse_signature(signature: &str) -> Result<[u8; 32], AuthError> {
 /// than a block, then zero-pad), which lets us use the infallible
 /// `KeyInit::new` and avoids copying the secret into a heap buffer.
 fn hmac_sha256(key_parts: &[&[u8]], data: &[u8]) -> [u8; 32] {
-    let total = key_parts
-        .iter()
-        .fold(0usize, |n, p| n.saturating_add(p.len()));
+    let total = key_parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
     let mut block = [0u8; SHA256_BLOCK_LEN];
     if total <= SHA256_BLOCK_LEN {
-        for (dst, src) in block
-            .iter_mut()
-            .zip(key_parts.iter().flat_map(|p| p.iter()))
-        {
+        for (dst, src) in block.iter_mut().zip(key_parts.iter().flat_map(|p| p.iter())) {
             *dst = *src;
         }
     } else {
@@ -513,11 +447,7 @@ pub fn verify_with_signing_key(
         hex::encode(Sha256::digest(&canonical))
     );
     let computed = hmac_sha256(&[signing_key], string_to_sign.as_bytes());
-    if bool::from(computed.as_slice().ct_eq(auth.signature.as_slice())) {
-        Ok(())
-    } else {
-        Err(AuthError::BadSignature)
-    }
+    if bool::from(computed.as_slice().ct_eq(auth.signature.as_slice())) { Ok(()) } else { Err(AuthError::BadSignature) }
 }
 
 fn check_scope(auth: &Authorization<'_>, expected: &Expected<'_>) -> Result<(), AuthError> {
@@ -592,9 +522,7 @@ fn canonical_query(query: &str) -> Result<String, AuthError> {
             continue;
         }
         if pairs.len() >= MAX_QUERY_PARAMS {
-            return Err(incomplete(format!(
-                "Query string has more than {MAX_QUERY_PARAMS} parameters."
-            )));
+            return Err(incomplete(format!("Query string has more than {MAX_QUERY_PARAMS} parameters.")));
         }
         let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
         let bad = || incomplete("Query string contains an invalid percent-encoding.");
@@ -695,11 +623,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Append the canonical value of header `name`: each value trimmed, runs of
 /// spaces/tabs collapsed to one space, multiple values joined with ','.
-fn canonical_header_value(
-    headers: &HeaderMap,
-    name: &str,
-    out: &mut Vec<u8>,
-) -> Result<(), AuthError> {
+fn canonical_header_value(headers: &HeaderMap, name: &str, out: &mut Vec<u8>) -> Result<(), AuthError> {
     let mut found = false;
     for value in headers.get_all(name).iter() {
         if found {
@@ -708,13 +632,7 @@ fn canonical_header_value(
         found = true;
         trim_all(value.as_bytes(), out);
     }
-    if found {
-        Ok(())
-    } else {
-        Err(incomplete(format!(
-            "Signed header '{name}' is not present in the request."
-        )))
-    }
+    if found { Ok(()) } else { Err(incomplete(format!("Signed header '{name}' is not present in the request."))) }
 }
 
 fn trim_all(value: &[u8], out: &mut Vec<u8>) {
@@ -751,39 +669,25 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(incomplete(format!(
-            "Multiple '{name}' headers are not allowed."
-        )));
+        return Err(incomplete(format!("Multiple '{name}' headers are not allowed.")));
     }
-    value
-        .to_str()
-        .map(Some)
-        .map_err(|_| incomplete(format!("Header '{name}' contains invalid characters.")))
+    value.to_str().map(Some).map_err(|_| incomplete(format!("Header '{name}' contains invalid characters.")))
 }
 
-fn request_timestamp(
-    auth: &Authorization<'_>,
-    headers: &HeaderMap,
-) -> Result<Timestamp, AuthError> {
+fn request_timestamp(auth: &Authorization<'_>, headers: &HeaderMap) -> Result<Timestamp, AuthError> {
     let (name, timestamp) = if let Some(value) = single_header(headers, X_AMZ_DATE)? {
-        let ts = parse_amz_date(value).ok_or_else(|| {
-            incomplete("X-Amz-Date must be in ISO 8601 basic format (YYYYMMDDTHHMMSSZ).")
-        })?;
+        let ts = parse_amz_date(value)
+            .ok_or_else(|| incomplete("X-Amz-Date must be in ISO 8601 basic format (YYYYMMDDTHHMMSSZ)."))?;
         (X_AMZ_DATE, ts)
     } else if let Some(value) = single_header(headers, DATE)? {
-        let ts = parse_http_date(value).ok_or_else(|| {
-            incomplete("Date must be in IMF-fixdate format (e.g. 'Sun, 06 Nov 1994 08:49:37 GMT').")
-        })?;
+        let ts = parse_http_date(value)
+            .ok_or_else(|| incomplete("Date must be in IMF-fixdate format (e.g. 'Sun, 06 Nov 1994 08:49:37 GMT')."))?;
         (DATE, ts)
     } else {
-        return Err(incomplete(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-        ));
+        return Err(incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."));
     };
     if !auth.is_signed(name) {
-        return Err(incomplete(format!(
-            "The '{name}' header must be a signed header."
-        )));
+        return Err(incomplete(format!("The '{name}' header must be a signed header.")));
     }
     Ok(timestamp)
 }
@@ -864,22 +768,10 @@ fn format_amz_date(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
-fn timestamp_from_parts(
-    year: u32,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-) -> Option<Timestamp> {
+fn timestamp_from_parts(year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Option<Timestamp> {
     if !(1..=12).contains(&month)
         || day == 0
         || day > days_in_month(year, month)
@@ -889,35 +781,13 @@ fn timestamp_from_parts(
     {
         return None;
     }
-    let unix =
-        days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    Some(Timestamp {
-        amz: format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"),
-        unix,
-    })
+    let unix = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some(Timestamp { amz: format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"), unix })
 }
 
 /// `YYYYMMDDTHHMMSSZ`.
 fn parse_amz_date(s: &str) -> Option<Timestamp> {
-    let &[
-        y0,
-        y1,
-        y2,
-        y3,
-        mo0,
-        mo1,
-        d0,
-        d1,
-        b'T',
-        h0,
-        h1,
-        mi0,
-        mi1,
-        s0,
-        s1,
-        b'Z',
-    ] = s.as_bytes()
-    else {
+    let &[y0, y1, y2, y3, mo0, mo1, d0, d1, b'T', h0, h1, mi0, mi1, s0, s1, b'Z'] = s.as_bytes() else {
         return None;
     };
     timestamp_from_parts(
@@ -968,10 +838,8 @@ fn parse_http_date(s: &str) -> Option<Timestamp> {
         return None;
     };
     const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     if !WEEKDAYS.contains(&&[w0, w1, w2]) {
         return None;
     }
@@ -992,12 +860,7 @@ fn parse_http_date(s: &str) -> Option<Timestamp> {
 // ---------------------------------------------------------------------------
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use http::HeaderValue;
@@ -1009,10 +872,7 @@ mod tests {
 
     fn iam_example_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-        );
+        h.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"));
         h.insert("host", HeaderValue::from_static("iam.amazonaws.com"));
         h.insert("x-amz-date", HeaderValue::from_static("20150830T123600Z"));
         h.insert(
@@ -1027,11 +887,7 @@ mod tests {
     }
 
     const IAM_NOW: u64 = 1_440_938_160; // 2015-08-30T12:36:00Z
-    const IAM_EXPECTED: Expected<'static> = Expected {
-        region: "us-east-1",
-        service: "iam",
-        max_skew_secs: 300,
-    };
+    const IAM_EXPECTED: Expected<'static> = Expected { region: "us-east-1", service: "iam", max_skew_secs: 300 };
 
     #[test]
     fn aws_doc_example_canonical_request_and_signature() {
@@ -1041,10 +897,7 @@ mod tests {
         assert_eq!(auth.date, "20150830");
         assert_eq!(auth.region, "us-east-1");
         assert_eq!(auth.service, "iam");
-        assert_eq!(
-            auth.signed_headers().collect::<Vec<_>>(),
-            ["content-type", "host", "x-amz-date"]
-        );
+        assert_eq!(auth.signed_headers().collect::<Vec<_>>(), ["content-type", "host", "x-amz-date"]);
 
         for uri in [
             "https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08",
@@ -1065,69 +918,29 @@ mod tests {
                 hex::encode(Sha256::digest(&creq)),
                 "f536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59"
             );
-            verify(
-                &auth,
-                EXAMPLE_SECRET.as_bytes(),
-                &Method::GET,
-                &uri,
-                &headers,
-                b"",
-                &IAM_EXPECTED,
-                IAM_NOW,
-            )
-            .unwrap();
+            verify(&auth, EXAMPLE_SECRET.as_bytes(), &Method::GET, &uri, &headers, b"", &IAM_EXPECTED, IAM_NOW)
+                .unwrap();
         }
         // Same request, wrong method: must fail.
         let uri: Uri = "/?Action=ListUsers&Version=2010-05-08".parse().unwrap();
-        let err = verify(
-            &auth,
-            EXAMPLE_SECRET.as_bytes(),
-            &Method::POST,
-            &uri,
-            &headers,
-            b"",
-            &IAM_EXPECTED,
-            IAM_NOW,
-        )
-        .unwrap_err();
+        let err = verify(&auth, EXAMPLE_SECRET.as_bytes(), &Method::POST, &uri, &headers, b"", &IAM_EXPECTED, IAM_NOW)
+            .unwrap_err();
         assert_eq!(err, AuthError::BadSignature);
     }
 
     #[test]
     fn aws_doc_example_signing_key() {
         let key = signing_key(EXAMPLE_SECRET.as_bytes(), "20150830", "us-east-1", "iam");
-        assert_eq!(
-            hex::encode(key),
-            "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
-        );
+        assert_eq!(hex::encode(key), "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
         // verify_with_signing_key with the cached key gives the same answer.
         let headers = iam_example_headers();
         let auth = parse_authorization(&headers).unwrap();
         let uri: Uri = "/?Action=ListUsers&Version=2010-05-08".parse().unwrap();
-        verify_with_signing_key(
-            &auth,
-            &key,
-            &Method::GET,
-            &uri,
-            &headers,
-            b"",
-            &IAM_EXPECTED,
-            IAM_NOW,
-        )
-        .unwrap();
+        verify_with_signing_key(&auth, &key, &Method::GET, &uri, &headers, b"", &IAM_EXPECTED, IAM_NOW).unwrap();
         let mut other = key;
         other[0] ^= 1;
         assert_eq!(
-            verify_with_signing_key(
-                &auth,
-                &other,
-                &Method::GET,
-                &uri,
-                &headers,
-                b"",
-                &IAM_EXPECTED,
-                IAM_NOW,
-            ),
+            verify_with_signing_key(&auth, &other, &Method::GET, &uri, &headers, b"", &IAM_EXPECTED, IAM_NOW,),
             Err(AuthError::BadSignature)
         );
     }
@@ -1151,11 +964,7 @@ mod tests {
     const KMS_DATE: &str = "20240315T101500Z";
     const KMS_NOW: u64 = 1_710_497_700; // 2024-03-15T10:15:00Z
     const KMS_BODY: &[u8] = br#"{"KeyId":"alias/test","Plaintext":"aGVsbG8="}"#;
-    const KMS_EXPECTED: Expected<'static> = Expected {
-        region: "us-east-1",
-        service: "kms",
-        max_skew_secs: 300,
-    };
+    const KMS_EXPECTED: Expected<'static> = Expected { region: "us-east-1", service: "kms", max_skew_secs: 300 };
     const KMS_SIGNED: &[&str] = &["content-type", "host", "x-amz-date", "x-amz-target"];
 
     fn hmac_test(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -1187,10 +996,7 @@ mod tests {
         creq.push('\n');
         creq.push_str(&hex::encode(Sha256::digest(body)));
         let scope = format!("{scope_date}/{region}/{service}/aws4_request");
-        let sts = format!(
-            "AWS4-HMAC-SHA256\n{time}\n{scope}\n{}",
-            hex::encode(Sha256::digest(creq.as_bytes()))
-        );
+        let sts = format!("AWS4-HMAC-SHA256\n{time}\n{scope}\n{}", hex::encode(Sha256::digest(creq.as_bytes())));
         let mut k = [b"AWS4".as_slice(), secret].concat();
         for part in [scope_date, region, service, "aws4_request"] {
             k = hmac_test(&k, part.as_bytes());
@@ -1204,50 +1010,23 @@ mod tests {
 
     fn kms_headers(date: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            "host",
-            HeaderValue::from_static("kms.us-east-1.amazonaws.com"),
-        );
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        h.insert(
-            "x-amz-target",
-            HeaderValue::from_static("TrentService.Encrypt"),
-        );
+        h.insert("host", HeaderValue::from_static("kms.us-east-1.amazonaws.com"));
+        h.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+        h.insert("x-amz-target", HeaderValue::from_static("TrentService.Encrypt"));
         h.insert("x-amz-date", HeaderValue::from_str(date).unwrap());
         h
     }
 
     fn signed_kms(date: &str, region: &str, service: &str) -> HeaderMap {
         let mut h = kms_headers(date);
-        let authz = test_sign(
-            KMS_SECRET,
-            date,
-            &date[..8],
-            region,
-            service,
-            &h,
-            KMS_SIGNED,
-            KMS_BODY,
-        );
+        let authz = test_sign(KMS_SECRET, date, &date[..8], region, service, &h, KMS_SIGNED, KMS_BODY);
         h.insert("authorization", HeaderValue::from_str(&authz).unwrap());
         h
     }
 
     fn check(headers: &HeaderMap, secret: &[u8], body: &[u8], now: u64) -> Result<(), AuthError> {
         let auth = parse_authorization(headers)?;
-        verify(
-            &auth,
-            secret,
-            &Method::POST,
-            &Uri::from_static("/"),
-            headers,
-            body,
-            &KMS_EXPECTED,
-            now,
-        )
+        verify(&auth, secret, &Method::POST, &Uri::from_static("/"), headers, body, &KMS_EXPECTED, now)
     }
 
     #[test]
@@ -1259,12 +1038,7 @@ mod tests {
     #[test]
     fn kms_wrong_secret() {
         let h = signed_kms(KMS_DATE, "us-east-1", "kms");
-        let err = check(
-            &h,
-            b"kms-test-secret/with+symbols=EXAMPLf",
-            KMS_BODY,
-            KMS_NOW,
-        );
+        let err = check(&h, b"kms-test-secret/with+symbols=EXAMPLf", KMS_BODY, KMS_NOW);
         assert_eq!(err, Err(AuthError::BadSignature));
         let err = err.unwrap_err();
         assert_eq!(err.aws_code(), "InvalidSignatureException");
@@ -1277,17 +1051,11 @@ mod tests {
         for i in [0, KMS_BODY.len() / 2, KMS_BODY.len() - 1] {
             let mut body = KMS_BODY.to_vec();
             body[i] ^= 0x01;
-            assert_eq!(
-                check(&h, KMS_SECRET, &body, KMS_NOW),
-                Err(AuthError::BadSignature)
-            );
+            assert_eq!(check(&h, KMS_SECRET, &body, KMS_NOW), Err(AuthError::BadSignature));
         }
         let mut longer = KMS_BODY.to_vec();
         longer.push(b' ');
-        assert_eq!(
-            check(&h, KMS_SECRET, &longer, KMS_NOW),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(check(&h, KMS_SECRET, &longer, KMS_NOW), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -1299,22 +1067,12 @@ mod tests {
         ] {
             let mut h = signed_kms(KMS_DATE, "us-east-1", "kms");
             h.insert(name, HeaderValue::from_static(value));
-            assert_eq!(
-                check(&h, KMS_SECRET, KMS_BODY, KMS_NOW),
-                Err(AuthError::BadSignature),
-                "{name}"
-            );
+            assert_eq!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW), Err(AuthError::BadSignature), "{name}");
         }
         // A second value for a signed header changes its canonical form.
         let mut h = signed_kms(KMS_DATE, "us-east-1", "kms");
-        h.append(
-            "x-amz-target",
-            HeaderValue::from_static("TrentService.Decrypt"),
-        );
-        assert_eq!(
-            check(&h, KMS_SECRET, KMS_BODY, KMS_NOW),
-            Err(AuthError::BadSignature)
-        );
+        h.append("x-amz-target", HeaderValue::from_static("TrentService.Decrypt"));
+        assert_eq!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW), Err(AuthError::BadSignature));
         // An unsigned header may change freely.
         let mut h = signed_kms(KMS_DATE, "us-east-1", "kms");
         h.insert("user-agent", HeaderValue::from_static("anything"));
@@ -1323,44 +1081,18 @@ mod tests {
 
     #[test]
     fn kms_content_sha256_header() {
-        let signed = &[
-            "content-type",
-            "host",
-            "x-amz-content-sha256",
-            "x-amz-date",
-            "x-amz-target",
-        ];
+        let signed = &["content-type", "host", "x-amz-content-sha256", "x-amz-date", "x-amz-target"];
         let sign_with = |hash: &str| {
             let mut h = kms_headers(KMS_DATE);
             h.insert("x-amz-content-sha256", HeaderValue::from_str(hash).unwrap());
-            let a = test_sign(
-                KMS_SECRET,
-                KMS_DATE,
-                "20240315",
-                "us-east-1",
-                "kms",
-                &h,
-                signed,
-                KMS_BODY,
-            );
+            let a = test_sign(KMS_SECRET, KMS_DATE, "20240315", "us-east-1", "kms", &h, signed, KMS_BODY);
             h.insert("authorization", HeaderValue::from_str(&a).unwrap());
             h
         };
         let good = hex::encode(Sha256::digest(KMS_BODY));
-        assert_eq!(
-            check(&sign_with(&good), KMS_SECRET, KMS_BODY, KMS_NOW),
-            Ok(())
-        );
-        for bad in [
-            "UNSIGNED-PAYLOAD",
-            &hex::encode(Sha256::digest(b"other")),
-            &good.to_uppercase(),
-        ] {
-            assert_eq!(
-                check(&sign_with(bad), KMS_SECRET, KMS_BODY, KMS_NOW),
-                Err(AuthError::BadSignature),
-                "{bad}"
-            );
+        assert_eq!(check(&sign_with(&good), KMS_SECRET, KMS_BODY, KMS_NOW), Ok(()));
+        for bad in ["UNSIGNED-PAYLOAD", &hex::encode(Sha256::digest(b"other")), &good.to_uppercase()] {
+            assert_eq!(check(&sign_with(bad), KMS_SECRET, KMS_BODY, KMS_NOW), Err(AuthError::BadSignature), "{bad}");
         }
     }
 
@@ -1372,10 +1104,7 @@ mod tests {
 
         // Request 301 s in the past.
         let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW + 301).unwrap_err();
-        assert!(
-            matches!(err, AuthError::Expired { future: false, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, AuthError::Expired { future: false, .. }), "{err:?}");
         assert_eq!(err.aws_code(), "InvalidSignatureException");
         assert_eq!(
             err.message(),
@@ -1385,10 +1114,7 @@ mod tests {
 
         // Request 301 s in the future.
         let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW - 301).unwrap_err();
-        assert!(
-            matches!(err, AuthError::Expired { future: true, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, AuthError::Expired { future: true, .. }), "{err:?}");
         assert_eq!(
             err.message(),
             "Signature not yet current: 20240315T101500Z is still later than 20240315T101459Z \
@@ -1396,14 +1122,8 @@ mod tests {
         );
 
         // Extreme clocks do not overflow.
-        assert!(matches!(
-            check(&h, KMS_SECRET, KMS_BODY, u64::MAX),
-            Err(AuthError::Expired { future: false, .. })
-        ));
-        assert!(matches!(
-            check(&h, KMS_SECRET, KMS_BODY, 0),
-            Err(AuthError::Expired { future: true, .. })
-        ));
+        assert!(matches!(check(&h, KMS_SECRET, KMS_BODY, u64::MAX), Err(AuthError::Expired { future: false, .. })));
+        assert!(matches!(check(&h, KMS_SECRET, KMS_BODY, 0), Err(AuthError::Expired { future: true, .. })));
     }
 
     #[test]
@@ -1439,33 +1159,18 @@ mod tests {
 
         let h = signed_kms(KMS_DATE, "us-east-1", "iam");
         let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW).unwrap_err();
-        assert_eq!(
-            err,
-            AuthError::WrongScope("Credential should be scoped to correct service: 'kms'.".into())
-        );
+        assert_eq!(err, AuthError::WrongScope("Credential should be scoped to correct service: 'kms'.".into()));
 
         // Wrong terminator.
         let mut h = signed_kms(KMS_DATE, "us-east-1", "kms");
-        let a = h["authorization"]
-            .to_str()
-            .unwrap()
-            .replace("aws4_request", "aws5_request");
+        let a = h["authorization"].to_str().unwrap().replace("aws4_request", "aws5_request");
         h.insert("authorization", HeaderValue::from_str(&a).unwrap());
         let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW).unwrap_err();
         assert!(matches!(err, AuthError::WrongScope(_)), "{err:?}");
 
         // Scope date differs from x-amz-date (even if signed consistently).
         let mut h = kms_headers(KMS_DATE);
-        let a = test_sign(
-            KMS_SECRET,
-            KMS_DATE,
-            "20240314",
-            "us-east-1",
-            "kms",
-            &h,
-            KMS_SIGNED,
-            KMS_BODY,
-        );
+        let a = test_sign(KMS_SECRET, KMS_DATE, "20240314", "us-east-1", "kms", &h, KMS_SIGNED, KMS_BODY);
         h.insert("authorization", HeaderValue::from_str(&a).unwrap());
         let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW).unwrap_err();
         assert!(matches!(err, AuthError::WrongScope(_)), "{err:?}");
@@ -1486,32 +1191,14 @@ mod tests {
         let signed = &["content-type", "date", "host", "x-amz-target"];
         let mut h = kms_headers(KMS_DATE);
         h.remove("x-amz-date");
-        h.insert(
-            "date",
-            HeaderValue::from_static("Fri, 15 Mar 2024 10:15:00 GMT"),
-        );
-        let a = test_sign(
-            KMS_SECRET,
-            KMS_DATE,
-            "20240315",
-            "us-east-1",
-            "kms",
-            &h,
-            signed,
-            KMS_BODY,
-        );
+        h.insert("date", HeaderValue::from_static("Fri, 15 Mar 2024 10:15:00 GMT"));
+        let a = test_sign(KMS_SECRET, KMS_DATE, "20240315", "us-east-1", "kms", &h, signed, KMS_BODY);
         h.insert("authorization", HeaderValue::from_str(&a).unwrap());
         assert_eq!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW), Ok(()));
-        assert!(matches!(
-            check(&h, KMS_SECRET, KMS_BODY, KMS_NOW + 301),
-            Err(AuthError::Expired { .. })
-        ));
+        assert!(matches!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW + 301), Err(AuthError::Expired { .. })));
         // x-amz-date takes precedence over Date when present.
         h.insert("x-amz-date", HeaderValue::from_static("20240315T101501Z"));
-        assert!(matches!(
-            check(&h, KMS_SECRET, KMS_BODY, KMS_NOW),
-            Err(AuthError::Incomplete(_))
-        ));
+        assert!(matches!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW), Err(AuthError::Incomplete(_))));
     }
 
     fn assert_incomplete(h: &HeaderMap, what: &str) {
@@ -1536,63 +1223,25 @@ mod tests {
             ("spaces", "   ".into()),
             ("algorithm only", "AWS4-HMAC-SHA256".into()),
             ("algorithm and space", "AWS4-HMAC-SHA256 ".into()),
-            (
-                "wrong algorithm",
-                good_value.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"),
-            ),
-            (
-                "lowercase algorithm",
-                good_value.replace("AWS4-HMAC-SHA256", "aws4-hmac-sha256"),
-            ),
+            ("wrong algorithm", good_value.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512")),
+            ("lowercase algorithm", good_value.replace("AWS4-HMAC-SHA256", "aws4-hmac-sha256")),
             ("sigv2", format!("AWS {AKID}:abcdef")),
             ("bearer", "Bearer abc".into()),
-            (
-                "no credential",
-                format!("AWS4-HMAC-SHA256 {sh}, Signature={sig}"),
-            ),
-            (
-                "no signed headers",
-                format!("AWS4-HMAC-SHA256 {cred}, Signature={sig}"),
-            ),
+            ("no credential", format!("AWS4-HMAC-SHA256 {sh}, Signature={sig}")),
+            ("no signed headers", format!("AWS4-HMAC-SHA256 {cred}, Signature={sig}")),
             ("no signature", format!("AWS4-HMAC-SHA256 {cred}, {sh}")),
-            (
-                "duplicate credential",
-                format!("AWS4-HMAC-SHA256 {cred}, {cred}, {sh}, Signature={sig}"),
-            ),
+            ("duplicate credential", format!("AWS4-HMAC-SHA256 {cred}, {cred}, {sh}, Signature={sig}")),
             ("unknown param", format!("{good_value}, Foo=bar")),
             ("trailing comma", format!("{good_value},")),
             ("empty param", good_value.replacen(", ", ", , ", 1)),
-            (
-                "non-hex signature",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, {sh}, Signature={}",
-                    "g".repeat(64)
-                ),
-            ),
-            (
-                "uppercase signature",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, {sh}, Signature={}",
-                    sig.to_uppercase()
-                ),
-            ),
-            (
-                "63-char signature",
-                format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature={}", &sig[..63]),
-            ),
-            (
-                "65-char signature",
-                format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature={sig}0"),
-            ),
-            (
-                "empty signature",
-                format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature="),
-            ),
+            ("non-hex signature", format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature={}", "g".repeat(64))),
+            ("uppercase signature", format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature={}", sig.to_uppercase())),
+            ("63-char signature", format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature={}", &sig[..63])),
+            ("65-char signature", format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature={sig}0")),
+            ("empty signature", format!("AWS4-HMAC-SHA256 {cred}, {sh}, Signature=")),
             (
                 "credential with 4 parts",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={AKID}/20240315/us-east-1/kms, {sh}, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 Credential={AKID}/20240315/us-east-1/kms, {sh}, Signature={sig}"),
             ),
             (
                 "credential with 6 parts",
@@ -1602,21 +1251,15 @@ mod tests {
             ),
             (
                 "empty access key",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=/20240315/us-east-1/kms/aws4_request, {sh}, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 Credential=/20240315/us-east-1/kms/aws4_request, {sh}, Signature={sig}"),
             ),
             (
                 "bad scope date",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={AKID}/2024031/us-east-1/kms/aws4_request, {sh}, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 Credential={AKID}/2024031/us-east-1/kms/aws4_request, {sh}, Signature={sig}"),
             ),
             (
                 "signed headers without host",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;x-amz-date;x-amz-target, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;x-amz-date;x-amz-target, Signature={sig}"),
             ),
             (
                 "unsorted signed headers",
@@ -1626,21 +1269,15 @@ mod tests {
             ),
             (
                 "duplicate signed header",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;host;host;x-amz-date, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;host;host;x-amz-date, Signature={sig}"),
             ),
             (
                 "uppercase signed header",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;Host;x-amz-date, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;Host;x-amz-date, Signature={sig}"),
             ),
             (
                 "empty signed header",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;;host;x-amz-date, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;;host;x-amz-date, Signature={sig}"),
             ),
             (
                 "signed header missing from request",
@@ -1650,29 +1287,17 @@ mod tests {
             ),
             (
                 "x-amz-date not signed",
-                format!(
-                    "AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;host;x-amz-target, Signature={sig}"
-                ),
+                format!("AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type;host;x-amz-target, Signature={sig}"),
             ),
             (
                 "too many signed headers",
                 format!(
                     "AWS4-HMAC-SHA256 {cred}, SignedHeaders={}, Signature={sig}",
-                    (0..65)
-                        .map(|i| format!("h{i:03}"))
-                        .chain(["host".to_owned()])
-                        .collect::<Vec<_>>()
-                        .join(";")
+                    (0..65).map(|i| format!("h{i:03}")).chain(["host".to_owned()]).collect::<Vec<_>>().join(";")
                 ),
             ),
-            (
-                "oversize header",
-                format!("{good_value}{}", " ".repeat(MAX_AUTHORIZATION_LEN)),
-            ),
-            (
-                "oversize credential",
-                good_value.replace(AKID, &"A".repeat(MAX_AUTHORIZATION_LEN)),
-            ),
+            ("oversize header", format!("{good_value}{}", " ".repeat(MAX_AUTHORIZATION_LEN))),
+            ("oversize credential", good_value.replace(AKID, &"A".repeat(MAX_AUTHORIZATION_LEN))),
         ];
         for (what, value) in &cases {
             let mut h = good.clone();
@@ -1767,22 +1392,9 @@ mod tests {
                 if auth.access_key_id != AKID {
                     return Err(AuthError::BadSignature);
                 }
-                verify(
-                    &auth,
-                    KMS_SECRET,
-                    &Method::POST,
-                    &Uri::from_static("/"),
-                    &h,
-                    KMS_BODY,
-                    &KMS_EXPECTED,
-                    KMS_NOW,
-                )
+                verify(&auth, KMS_SECRET, &Method::POST, &Uri::from_static("/"), &h, KMS_BODY, &KMS_EXPECTED, KMS_NOW)
             });
-            assert!(
-                result.is_err(),
-                "mutation {round} verified: {}",
-                String::from_utf8_lossy(&m)
-            );
+            assert!(result.is_err(), "mutation {round} verified: {}", String::from_utf8_lossy(&m));
             evaluated += 1;
         }
         assert!(evaluated > 500, "only {evaluated} mutations evaluated");
@@ -1820,10 +1432,7 @@ mod tests {
         assert_eq!(canonical_query("&&a=1&").unwrap(), "a=1");
         assert_eq!(canonical_query("a%20b=1").unwrap(), "a%20b=1");
         // Sorted by encoded name, then value.
-        assert_eq!(
-            canonical_query("b=1&B=2&a_=3&a=4").unwrap(),
-            "B=2&a=4&a_=3&b=1"
-        );
+        assert_eq!(canonical_query("b=1&B=2&a_=3&a=4").unwrap(), "B=2&a=4&a_=3&b=1");
         // Malformed escapes never canonicalize to something signable.
         assert!(canonical_query("a=%zz").is_err());
         assert!(canonical_query("a=%4").is_err());
@@ -1844,18 +1453,12 @@ mod tests {
         out.clear();
         canonical_header_value(&h, "x-multi", &mut out).unwrap();
         assert_eq!(out, b"one 1,two");
-        assert!(matches!(
-            canonical_header_value(&h, "x-absent", &mut Vec::new()),
-            Err(AuthError::Incomplete(_))
-        ));
+        assert!(matches!(canonical_header_value(&h, "x-absent", &mut Vec::new()), Err(AuthError::Incomplete(_))));
 
         // Through the public API: whitespace differences in a signed header
         // do not break the signature.
         let mut h = signed_kms(KMS_DATE, "us-east-1", "kms");
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("  application/x-amz-json-1.1   "),
-        );
+        h.insert("content-type", HeaderValue::from_static("  application/x-amz-json-1.1   "));
         assert_eq!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW), Ok(()));
     }
 
@@ -1884,19 +1487,10 @@ mod tests {
     #[test]
     fn error_codes_and_no_secrets_in_output() {
         let cases = [
-            (
-                AuthError::MissingAuthentication,
-                "MissingAuthenticationTokenException",
-            ),
-            (
-                AuthError::Incomplete("x".into()),
-                "IncompleteSignatureException",
-            ),
+            (AuthError::MissingAuthentication, "MissingAuthenticationTokenException"),
+            (AuthError::Incomplete("x".into()), "IncompleteSignatureException"),
             (AuthError::BadSignature, "InvalidSignatureException"),
-            (
-                AuthError::WrongScope("x".into()),
-                "InvalidSignatureException",
-            ),
+            (AuthError::WrongScope("x".into()), "InvalidSignatureException"),
         ];
         for (e, code) in &cases {
             assert_eq!(e.aws_code(), *code);
@@ -1906,18 +1500,9 @@ mod tests {
         // Bad signature: neither the secret, the derived key nor the expected
         // signature appear in Debug or Display of the error or the parsed header.
         let good = signed_kms(KMS_DATE, "us-east-1", "kms");
-        let good_sig = good["authorization"]
-            .to_str()
-            .unwrap()
-            .rsplit_once("Signature=")
-            .unwrap()
-            .1
-            .to_owned();
+        let good_sig = good["authorization"].to_str().unwrap().rsplit_once("Signature=").unwrap().1.to_owned();
         let mut h = good.clone();
-        let tampered = good["authorization"]
-            .to_str()
-            .unwrap()
-            .replace(&good_sig, &"0".repeat(64));
+        let tampered = good["authorization"].to_str().unwrap().replace(&good_sig, &"0".repeat(64));
         h.insert("authorization", HeaderValue::from_str(&tampered).unwrap());
         let auth = parse_authorization(&h).unwrap();
         let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW).unwrap_err();

@@ -12,7 +12,7 @@ use kms_shared::storage::{
     EnclaveMessage, HostMessage, RecordKind, SealedBlob, StorageError, StorageOp, StorageReply, StoredRecord,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,6 +61,7 @@ pub struct Channel {
     tx: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     next_id: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Channel {
@@ -83,16 +84,20 @@ impl Channel {
         });
 
         let reader_pending = pending.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_closed = closed.clone();
         tokio::spawn(async move {
             let why = read_loop(&mut rd, &reader_pending).await;
             tracing::error!(error = %why, "storage channel to the host ended");
+            // Set before clearing, so a caller that registers after the clear sees the flag.
+            reader_closed.store(true, Ordering::SeqCst);
             if let Ok(mut p) = reader_pending.lock() {
                 p.clear(); // dropping the senders fails every waiter with Closed
             }
             let _ = dead_tx.send(());
         });
 
-        (Channel { tx, pending, next_id: Arc::new(AtomicU64::new(1)) }, dead_rx)
+        (Channel { tx, pending, next_id: Arc::new(AtomicU64::new(1)), closed }, dead_rx)
     }
 
     /// Sends one request and waits for its answer.
@@ -101,6 +106,10 @@ impl Channel {
         let buf = frame::encode(&EnclaveMessage { id, op }).map_err(|e| StoreError::Encode(e.to_string()))?;
         let (otx, orx) = oneshot::channel();
         self.pending.lock().map_err(|_| StoreError::Closed)?.insert(id, otx);
+        if self.closed.load(Ordering::SeqCst) {
+            self.forget(id);
+            return Err(StoreError::Closed);
+        }
         if self.tx.send(buf).await.is_err() {
             self.forget(id);
             return Err(StoreError::Closed);
@@ -205,9 +214,8 @@ impl Records {
     }
 
     fn open(&self, kind: RecordKind, rec: &StoredRecord) -> Result<Opened, StoreError> {
-        let body = crypto::open_record(&self.domain_key, kind, &rec.id, rec.version, &rec.sealed.0).map_err(|_| {
-            StoreError::Integrity { kind, id: rec.id.clone(), why: "authentication failed" }
-        })?;
+        let body = crypto::open_record(&self.domain_key, kind, &rec.id, rec.version, &rec.sealed.0)
+            .map_err(|_| StoreError::Integrity { kind, id: rec.id.clone(), why: "authentication failed" })?;
         Ok(Opened { version: rec.version, body })
     }
 
@@ -258,7 +266,10 @@ impl Records {
     pub async fn delete(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StoreError> {
         match self.channel.call(StorageOp::Delete { kind, id: id.to_owned(), expected }).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.insert((kind, id.to_owned()), Seen::Deleted(expected));
+                self.seen
+                    .lock()
+                    .map_err(|_| StoreError::Closed)?
+                    .insert((kind, id.to_owned()), Seen::Deleted(expected));
                 Ok(())
             }
             _ => Err(StoreError::Protocol),
@@ -302,9 +313,7 @@ mod tests {
     use tokio::io::duplex;
 
     /// A scripted host on the other end of a duplex pipe: answers each request with `answer(op)`.
-    fn fake_host(
-        answer: impl Fn(&StorageOp) -> Result<StorageReply, StorageError> + Send + 'static,
-    ) -> Channel {
+    fn fake_host(answer: impl Fn(&StorageOp) -> Result<StorageReply, StorageError> + Send + 'static) -> Channel {
         let (a, mut b) = duplex(1 << 20);
         tokio::spawn(async move {
             loop {
@@ -330,7 +339,11 @@ mod tests {
     async fn detects_swapped_record() {
         let sealed = crypto::seal_record(&dk(), RecordKind::Key, "other", 1, b"x").unwrap();
         let ch = fake_host(move |_| {
-            Ok(StorageReply::Record(Some(StoredRecord { id: "mine".into(), version: 1, sealed: SealedBlob(sealed.clone()) })))
+            Ok(StorageReply::Record(Some(StoredRecord {
+                id: "mine".into(),
+                version: 1,
+                sealed: SealedBlob(sealed.clone()),
+            })))
         });
         let r = Records::new(ch, dk());
         assert!(matches!(r.get(RecordKind::Key, "mine").await, Err(StoreError::Integrity { .. })));
@@ -364,10 +377,7 @@ mod tests {
         });
         let r = Records::new(ch, dk());
         assert!(matches!(r.get(RecordKind::Key, "k").await, Err(StoreError::Protocol)));
-        assert!(matches!(
-            r.put(RecordKind::Key, "k", None, b"b").await,
-            Err(StoreError::Host(StorageError::Conflict))
-        ));
+        assert!(matches!(r.put(RecordKind::Key, "k", None, b"b").await, Err(StoreError::Host(StorageError::Conflict))));
     }
 
     #[tokio::test]

@@ -11,12 +11,23 @@ pub trait BlobStore: Send + Sync {
     /// One record.
     fn get(&self, kind: RecordKind, id: &str) -> Result<Option<StoredRecord>, StorageError>;
     /// Writes `version` of a record if its current version is `expected` (`None`: it must not exist).
-    fn put(&self, kind: RecordKind, id: &str, version: u64, expected: Option<u64>, blob: &SealedBlob)
-    -> Result<(), StorageError>;
+    fn put(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        version: u64,
+        expected: Option<u64>,
+        blob: &SealedBlob,
+    ) -> Result<(), StorageError>;
     /// Deletes a record at version `expected`.
     fn delete(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError>;
     /// Up to `limit` records with id greater than `after`, in id order, and whether more follow.
-    fn list(&self, kind: RecordKind, after: Option<&str>, limit: u32) -> Result<(Vec<StoredRecord>, bool), StorageError>;
+    fn list(
+        &self,
+        kind: RecordKind,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<StoredRecord>, bool), StorageError>;
 }
 
 /// The embedded store: one SQLite file in WAL mode with synchronous commits.
@@ -75,8 +86,10 @@ impl BlobStore for SqliteStore {
                 )
                 .optional()
                 .map_err(|e| unavailable(&self.path, "get", e))?;
-            row.map(|(v, blob)| Ok(StoredRecord { id: id.to_owned(), version: version_of(v)?, sealed: SealedBlob(blob) }))
-                .transpose()
+            row.map(|(v, blob)| {
+                Ok(StoredRecord { id: id.to_owned(), version: version_of(v)?, sealed: SealedBlob(blob) })
+            })
+            .transpose()
         })
     }
 
@@ -92,9 +105,11 @@ impl BlobStore for SqliteStore {
         self.with(|c| {
             let tx = c.transaction().map_err(|e| unavailable(&self.path, "begin", e))?;
             let current: Option<i64> = tx
-                .query_row("SELECT version FROM records WHERE kind = ?1 AND id = ?2", params![u16::from(kind), id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT version FROM records WHERE kind = ?1 AND id = ?2",
+                    params![u16::from(kind), id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(|e| unavailable(&self.path, "read version", e))?;
             match (current, expected) {
@@ -131,7 +146,12 @@ impl BlobStore for SqliteStore {
         })
     }
 
-    fn list(&self, kind: RecordKind, after: Option<&str>, limit: u32) -> Result<(Vec<StoredRecord>, bool), StorageError> {
+    fn list(
+        &self,
+        kind: RecordKind,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<StoredRecord>, bool), StorageError> {
         self.with(|c| {
             let mut stmt = c
                 .prepare_cached(

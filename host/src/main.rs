@@ -18,7 +18,11 @@ use supervise::{Plan, StorageListener};
 use tokio::net::{TcpListener, UnixListener};
 
 #[derive(Parser)]
-#[command(name = "kms-host", version, about = "enclave-kms: the host side (relay, sealed storage, enclave supervision)")]
+#[command(
+    name = "kms-host",
+    version,
+    about = "enclave-kms: the host side (relay, sealed storage, enclave supervision)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,7 +112,8 @@ impl Drop for RunDir {
 }
 
 fn enclave_args(common: &Common, listen: SocketAddr) -> Vec<String> {
-    let mut args = vec!["--region".to_owned(), common.region.clone(), "--account-id".to_owned(), common.account_id.clone()];
+    let mut args =
+        vec!["--region".to_owned(), common.region.clone(), "--account-id".to_owned(), common.account_id.clone()];
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         args.extend(["--tls-name".to_owned(), listen.ip().to_string()]);
     }
@@ -126,12 +131,13 @@ async fn dev(common: Common, enclave_bin: Option<PathBuf>) -> Result<(), String>
     let storage_sock = run_dir.0.join("storage.sock");
     let client_sock = run_dir.0.join("enclave.sock");
     let storage = UnixListener::bind(&storage_sock).map_err(|e| format!("{}: {e}", storage_sock.display()))?;
-    let listener = TcpListener::bind(common.listen).await.map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
+    let listener =
+        TcpListener::bind(common.listen).await.map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
     let bin = match enclave_bin {
         Some(b) => b,
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot locate kms-host: {e}"))?
-            .with_file_name("kms-enclave"),
+        None => {
+            std::env::current_exe().map_err(|e| format!("cannot locate kms-host: {e}"))?.with_file_name("kms-enclave")
+        }
     };
     let mut args = vec![
         "--client-socket".to_owned(),
@@ -173,7 +179,8 @@ async fn production(
     let data_dir = prepare_data_dir(&common.data_dir)?;
     let store = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
     let storage = StorageListener::vsock(storage_port).map_err(|e| format!("vsock port {storage_port}: {e}"))?;
-    let listener = TcpListener::bind(common.listen).await.map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
+    let listener =
+        TcpListener::bind(common.listen).await.map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
     let child = match eif {
         Some(eif) => {
             let mut c = tokio::process::Command::new("nitro-cli")
@@ -210,7 +217,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();

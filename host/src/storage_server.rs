@@ -106,9 +106,21 @@ mod tests {
         let (atx, mut arx) = mpsc::channel(1);
         let task = tokio::spawn(serve(server, store, atx));
 
-        let put = StorageOp::Put { kind: RecordKind::Key, id: "k".into(), version: 1, expected: None, sealed: SealedBlob(vec![1]) };
+        let put = StorageOp::Put {
+            kind: RecordKind::Key,
+            id: "k".into(),
+            version: 1,
+            expected: None,
+            sealed: SealedBlob(vec![1]),
+        };
         assert_eq!(call(&mut client, 1, put).await, HostMessage { id: 1, result: Ok(StorageReply::Done) });
-        let bad = StorageOp::Put { kind: RecordKind::Key, id: "k".into(), version: 5, expected: None, sealed: SealedBlob(vec![]) };
+        let bad = StorageOp::Put {
+            kind: RecordKind::Key,
+            id: "k".into(),
+            version: 5,
+            expected: None,
+            sealed: SealedBlob(vec![]),
+        };
         assert_eq!(call(&mut client, 2, bad).await.result, Err(StorageError::Invalid));
         let got = call(&mut client, 3, StorageOp::Get { kind: RecordKind::Key, id: "k".into() }).await;
         assert!(matches!(got.result, Ok(StorageReply::Record(Some(_)))));

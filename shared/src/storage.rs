@@ -161,9 +161,7 @@ pub struct BootstrapCredential {
 
 impl fmt::Debug for BootstrapCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BootstrapCredential")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("BootstrapCredential").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
     }
 }
 
@@ -257,7 +255,13 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_unknown_refused() {
-        for k in [RecordKind::SimDomainKey, RecordKind::Key, RecordKind::Alias, RecordKind::Credential, RecordKind::TlsIssuer] {
+        for k in [
+            RecordKind::SimDomainKey,
+            RecordKind::Key,
+            RecordKind::Alias,
+            RecordKind::Credential,
+            RecordKind::TlsIssuer,
+        ] {
             assert_eq!(RecordKind::try_from(u16::from(k)).unwrap(), k);
         }
         assert!(RecordKind::try_from(0).is_err());

@@ -17,8 +17,21 @@ const MAX_TAGS: usize = 50;
 
 /// Key specs AWS offers that this build does not serve yet: a valid request, refused as unsupported.
 const LATER_SPECS: &[&str] = &[
-    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
-    "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87",
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
     "ECC_NIST_EDWARDS25519",
 ];
 
@@ -54,7 +67,9 @@ struct Response<'a> {
 
 fn key_spec(req: &Request) -> Result<KeySpec, Error> {
     if req.key_spec.is_some() && req.customer_master_key_spec.is_some() {
-        return Err(Error::Validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request".into()));
+        return Err(Error::Validation(
+            "You cannot specify KeySpec and CustomerMasterKeySpec in the same request".into(),
+        ));
     }
     match req.key_spec.as_deref().or(req.customer_master_key_spec.as_deref()) {
         None | Some("SYMMETRIC_DEFAULT") => Ok(KeySpec::SymmetricDefault),

@@ -1,6 +1,9 @@
 //! Decrypt.
 
-use super::{Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, refuse_recipient, resolve, respond, required};
+use super::{
+    Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, refuse_recipient,
+    required, resolve, respond,
+};
 use crate::crypto;
 use crate::error::Error;
 use crate::ids::format_uuid;

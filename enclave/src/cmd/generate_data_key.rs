@@ -1,6 +1,8 @@
 //! GenerateDataKey and GenerateDataKeyWithoutPlaintext.
 
-use super::{Context, b64, check_context, check_grant_tokens, constraint, refuse_recipient, required, resolve, respond};
+use super::{
+    Context, b64, check_context, check_grant_tokens, constraint, refuse_recipient, required, resolve, respond,
+};
 use crate::error::Error;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
@@ -41,7 +43,9 @@ fn opt_b64<S: serde::Serializer>(v: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Er
 /// The data key length from KeySpec or NumberOfBytes (exactly one of them).
 fn length(key_spec: Option<&str>, number_of_bytes: Option<i64>) -> Result<usize, Error> {
     match (key_spec, number_of_bytes) {
-        (Some(_), Some(_)) => Err(Error::Validation("Please specify either number of bytes or key spec, not both".into())),
+        (Some(_), Some(_)) => {
+            Err(Error::Validation("Please specify either number of bytes or key spec, not both".into()))
+        }
         (None, None) => Err(Error::Validation("Please specify either number of bytes or key spec".into())),
         (Some("AES_256"), None) => Ok(32),
         (Some("AES_128"), None) => Ok(16),

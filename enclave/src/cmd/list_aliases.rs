@@ -55,17 +55,15 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
         more = page_more;
         let Some(last) = page.last().map(|a| a.name.clone()) else { break };
         after = Some(last);
-        out.extend(
-            page.into_iter()
-                .filter(|a| filter.as_deref().is_none_or(|f| a.target_key_id == f))
-                .map(|a| Entry {
-                    alias_arn: svc.scope.alias_arn(&a.name),
-                    alias_name: a.name,
-                    target_key_id: a.target_key_id,
-                    creation_date: a.creation_date,
-                    last_updated_date: a.last_updated_date,
-                }),
-        );
+        out.extend(page.into_iter().filter(|a| filter.as_deref().is_none_or(|f| a.target_key_id == f)).map(|a| {
+            Entry {
+                alias_arn: svc.scope.alias_arn(&a.name),
+                alias_name: a.name,
+                target_key_id: a.target_key_id,
+                creation_date: a.creation_date,
+                last_updated_date: a.last_updated_date,
+            }
+        }));
     }
     let next_marker = if more { after.as_deref().map(|l| encode_marker('A', l)) } else { None };
     respond(Response { aliases: out, truncated: next_marker.is_some(), next_marker })

@@ -155,7 +155,9 @@ pub fn check_context(ctx: &Context) -> Result<(), Error> {
 /// Refuses parameters for features that come later, rather than silently ignoring them.
 pub fn refuse_recipient(recipient: &Option<serde_json::Value>) -> Result<(), Error> {
     if recipient.is_some() {
-        return Err(Error::UnsupportedOperation("The Recipient parameter is not supported yet by this key service".into()));
+        return Err(Error::UnsupportedOperation(
+            "The Recipient parameter is not supported yet by this key service".into(),
+        ));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::sigv4::{self, Expected};
 use crate::transport::Stream;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -27,6 +27,10 @@ pub const MAX_SKEW_SECS: u64 = 300;
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// An oversize body up to this size is read and discarded before the error is sent, so that a client that writes its
+/// whole body before reading gets the error rather than a reset connection. Larger ones are cut off at once.
+const MAX_DRAIN: u64 = 8 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
@@ -105,14 +109,17 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
+    let (parts, mut body) = req.into_parts();
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        if declared.is_some_and(|n| n <= MAX_DRAIN) {
+            drain(&mut body).await;
+        }
         return Err((too_large(), true));
     }
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err((too_large(), true)),
-        Err(_) => return Err((Error::Serialization("The request body could not be read".into()), true)),
+    let body = match read_body(&mut body, declared).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Err((too_large(), true)),
+        Err(BodyError::Read) => return Err((Error::Serialization("The request body could not be read".into()), true)),
     };
     let keep = |e: Error| (e, false);
 
@@ -141,6 +148,44 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
         ))));
     }
     cmd::dispatch(svc, target, &body).await.map_err(keep)
+}
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes. Past that, keeps reading and discarding up to [`MAX_DRAIN`] (see
+/// there) and fails with `TooLarge`.
+async fn read_body(body: &mut Incoming, declared: Option<u64>) -> Result<Vec<u8>, BodyError> {
+    // Trust the declared length only for a small preallocation: a client may declare much and send little.
+    let hint = declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)).min(64 * 1024);
+    let mut out = Vec::with_capacity(hint);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Read)?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > MAX_BODY {
+                drain(body).await;
+                return Err(BodyError::TooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and discards what is left of a body, up to [`MAX_DRAIN`] bytes and [`DRAIN_TIMEOUT`].
+async fn drain(body: &mut Incoming) {
+    let mut seen: u64 = 0;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > MAX_DRAIN {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn too_large() -> Error {

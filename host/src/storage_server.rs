@@ -116,12 +116,20 @@ mod tests {
         assert_eq!(call(&mut client, 1, put).await, HostMessage { id: 1, result: Ok(StorageReply::Done) });
         let bad = StorageOp::Put {
             kind: RecordKind::Key,
-            id: "k".into(),
-            version: 5,
+            id: "k2".into(),
+            version: 0,
             expected: None,
             sealed: SealedBlob(vec![]),
         };
         assert_eq!(call(&mut client, 2, bad).await.result, Err(StorageError::Invalid));
+        let taken = StorageOp::Put {
+            kind: RecordKind::Key,
+            id: "k".into(),
+            version: 1,
+            expected: None,
+            sealed: SealedBlob(vec![]),
+        };
+        assert_eq!(call(&mut client, 5, taken).await.result, Err(StorageError::Conflict));
         let got = call(&mut client, 3, StorageOp::Get { kind: RecordKind::Key, id: "k".into() }).await;
         assert!(matches!(got.result, Ok(StorageReply::Record(Some(_)))));
         let ann = StorageOp::Announce(Announcement { ca_pem: "pem".into(), bootstrap: None });

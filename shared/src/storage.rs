@@ -102,7 +102,8 @@ pub enum StorageOp {
         kind: RecordKind,
         /// Record id.
         id: String,
-        /// The new version, which must be `expected + 1` (or 1 for a new record).
+        /// The new version: `expected + 1`, or for a new record any version from 1 up (a record re-created after a
+        /// delete continues its old sequence, so the deleted versions can never be replayed as current).
         version: u64,
         /// The version the write replaces.
         expected: Option<u64>,
@@ -236,7 +237,7 @@ impl StorageOp {
             StorageOp::Put { id, version, expected, sealed, .. } => {
                 id_ok(id)
                     && sealed.0.len() <= MAX_BLOB_LEN
-                    && expected.map_or(*version == 1, |e| e.checked_add(1) == Some(*version))
+                    && expected.map_or(*version >= 1, |e| e.checked_add(1) == Some(*version))
             }
             StorageOp::Delete { id, .. } => id_ok(id),
             StorageOp::List { after, limit, .. } => {
@@ -279,7 +280,8 @@ mod tests {
             sealed: SealedBlob(vec![]),
         };
         assert!(put(1, None).validate().is_ok());
-        assert!(put(2, None).validate().is_err());
+        assert!(put(2, None).validate().is_ok(), "re-creation after delete continues the sequence");
+        assert!(put(0, None).validate().is_err());
         assert!(put(3, Some(2)).validate().is_ok());
         assert!(put(3, Some(3)).validate().is_err());
         assert!(put(0, Some(u64::MAX)).validate().is_err());

@@ -20,7 +20,9 @@ pub enum ClientListener {
 }
 
 impl ClientListener {
-    /// Binds a Unix socket at `path` (simulator mode).
+    /// Binds a Unix socket at `path` (simulator mode). A stale socket file from an earlier run is replaced: the one
+    /// file operation of the enclave, and only in simulator mode, inside the host's private run directory.
+    #[allow(clippy::disallowed_methods)]
     pub fn unix(path: &PathBuf) -> io::Result<Self> {
         let _ = std::fs::remove_file(path);
         UnixListener::bind(path).map(Self::Unix)

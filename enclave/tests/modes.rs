@@ -1,5 +1,8 @@
 //! The enclave binary's modes: Nitro mode refuses to run without /dev/nsm, and bad settings are refused.
 
+// These tests run on the build machine, not inside the enclave: they may touch files.
+#![allow(clippy::disallowed_methods)]
+
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kms-enclave");

@@ -77,7 +77,13 @@ pub async fn run(
     let records = Arc::new(Records::new(channel.clone(), domain_key));
     let label = if nsm.is_simulated() { "INSECURE simulator" } else { "Nitro" };
     let tls = crate::tls::load_or_create(&records, &settings.tls_names, label).await?;
+    let binding = crate::service::TlsBinding {
+        leaf_spki: tls.leaf_spki.clone(),
+        ca_sha384: sha2::Sha384::digest(&tls.ca_der).to_vec(),
+    };
     let svc = Arc::new(Service {
+        nsm: Arc::from(nsm),
+        binding,
         keys: Keyring::new(records.clone(), settings.scope.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),
         credentials: Credentials::new(records.clone()),

@@ -2,10 +2,11 @@
 //! `kms-host dev`.
 
 use clap::{Args, Parser, Subcommand};
-use kms_attestation::{NitroNsm, Nsm, SimNsm};
+use kms_attestation::{NitroNsm, Nsm};
 use kms_enclave::boot::{self, Settings};
 use kms_enclave::ids::Scope;
 use kms_enclave::transport::{ClientListener, StorageTarget};
+#[cfg(feature = "simulator")]
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,7 +33,9 @@ enum Mode {
         #[command(flatten)]
         common: Common,
     },
-    /// INSECURE simulator mode over Unix sockets, for development and tests.
+    /// INSECURE simulator mode over Unix sockets, for development and tests. Reads the simulated NSM's PKI and PCRs
+    /// as JSON on standard input (`{"pki": PEM bundle, "pcrs": {"0": HEX, ...}}`), as `kms-host dev` writes them.
+    #[cfg(feature = "simulator")]
     Simulator {
         /// Unix socket to listen on for relayed client connections.
         #[arg(long)]
@@ -61,7 +64,7 @@ struct Common {
     key_cache: usize,
 }
 
-fn settings(c: Common) -> Result<Settings, String> {
+fn settings(c: &Common) -> Result<Settings, String> {
     if c.account_id.len() != 12 || !c.account_id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("--account-id must be 12 digits, not {:?}", c.account_id));
     }
@@ -72,9 +75,9 @@ fn settings(c: Common) -> Result<Settings, String> {
         return Err(format!("--region is not a region name: {:?}", c.region));
     }
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    names.extend(c.tls_names);
+    names.extend(c.tls_names.iter().cloned());
     Ok(Settings {
-        scope: Scope { region: c.region, account_id: c.account_id },
+        scope: Scope { region: c.region.clone(), account_id: c.account_id.clone() },
         tls_names: names,
         key_cache: c.key_cache,
     })
@@ -90,8 +93,21 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let (nsm, storage, listener, common): (Box<dyn Nsm>, _, _, _) = match cli.mode {
-        Mode::Nitro { client_port, parent_cid, storage_port, common } => {
+    // Arguments first (cheap, and a usage error should say so), then the NSM.
+    let common = match &cli.mode {
+        Mode::Nitro { common, .. } => common,
+        #[cfg(feature = "simulator")]
+        Mode::Simulator { common, .. } => common,
+    };
+    let settings = match settings(common) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kms-enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (nsm, storage, listener): (Box<dyn Nsm>, _, _) = match cli.mode {
+        Mode::Nitro { client_port, parent_cid, storage_port, .. } => {
             let nsm = match NitroNsm::open() {
                 Ok(n) => n,
                 Err(e) => {
@@ -99,25 +115,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            (
-                Box::new(nsm),
-                StorageTarget::Vsock { cid: parent_cid, port: storage_port },
-                Listen::Vsock(client_port),
-                common,
-            )
+            (Box::new(nsm), StorageTarget::Vsock { cid: parent_cid, port: storage_port }, Listen::Vsock(client_port))
         }
-        Mode::Simulator { client_socket, storage_socket, common } => {
+        #[cfg(feature = "simulator")]
+        Mode::Simulator { client_socket, storage_socket, .. } => {
             eprintln!(
                 "kms-enclave: INSECURE SIMULATOR MODE: simulated NSM, domain key sealed under a public key. Never use in production."
             );
-            (Box::new(SimNsm), StorageTarget::Unix(storage_socket), Listen::Unix(client_socket), common)
-        }
-    };
-    let settings = match settings(common) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("kms-enclave: {e}");
-            return ExitCode::from(2);
+            let nsm = match simulator::nsm_from_stdin() {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("kms-enclave: simulator configuration on standard input: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            (Box::new(nsm), StorageTarget::Unix(storage_socket), Listen::Unix(client_socket))
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -129,6 +141,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let listener = match listener {
+            #[cfg(feature = "simulator")]
             Listen::Unix(p) => ClientListener::unix(&p),
             Listen::Vsock(port) => ClientListener::vsock(port),
         }
@@ -149,6 +162,43 @@ fn main() -> ExitCode {
 }
 
 enum Listen {
+    #[cfg(feature = "simulator")]
     Unix(PathBuf),
     Vsock(u32),
+}
+
+#[cfg(feature = "simulator")]
+mod simulator {
+    use kms_attestation::{SimNsm, SimPki};
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use zeroize::Zeroizing;
+
+    /// Largest configuration accepted on standard input.
+    const MAX_CONFIG: u64 = 256 * 1024;
+
+    #[derive(Deserialize)]
+    struct Config {
+        pki: Zeroizing<String>,
+        pcrs: BTreeMap<String, String>,
+    }
+
+    /// The simulated NSM from the JSON configuration the host writes on our standard input.
+    pub fn nsm_from_stdin() -> Result<SimNsm, String> {
+        let mut buf = Zeroizing::new(Vec::new());
+        std::io::stdin().take(MAX_CONFIG + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        if buf.len() as u64 > MAX_CONFIG {
+            return Err(format!("more than {MAX_CONFIG} bytes"));
+        }
+        let config: Config = serde_json::from_slice(&buf).map_err(|e| format!("not the expected JSON: {e}"))?;
+        let mut pcrs = BTreeMap::new();
+        for (index, value) in &config.pcrs {
+            let index: u32 = index.parse().map_err(|_| format!("bad PCR index {index:?}"))?;
+            let value = hex::decode(value).map_err(|_| format!("PCR {index} is not hex"))?;
+            pcrs.insert(index, value);
+        }
+        let pki = SimPki::from_pem_bundle(&config.pki).map_err(|e| format!("simulator PKI: {e}"))?;
+        Ok(SimNsm::new(pki, pcrs))
+    }
 }

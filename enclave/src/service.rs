@@ -4,6 +4,8 @@ use crate::aliases::Aliases;
 use crate::credentials::Credentials;
 use crate::ids::Scope;
 use crate::keys::Keyring;
+use kms_attestation::Nsm;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,6 +21,19 @@ pub struct Service {
     pub credentials: Credentials,
     /// The one clock.
     pub clock: Clock,
+    /// The Nitro Secure Module (simulated in simulator mode).
+    pub nsm: Arc<dyn Nsm>,
+    /// What this enclave's attestation documents bind: its TLS identity.
+    pub binding: TlsBinding,
+}
+
+/// The TLS identity an attestation document of this enclave vouches for.
+pub struct TlsBinding {
+    /// SubjectPublicKeyInfo (DER) of the current TLS leaf key; the document's `public_key`.
+    pub leaf_spki: Vec<u8>,
+    /// SHA-384 of the issuing CA certificate (DER); the document's `user_data`, so a client that checked the document
+    /// may trust the CA for later connections (its key never leaves the enclave).
+    pub ca_sha384: Vec<u8>,
 }
 
 /// The one clock of the service. Reads the system clock plus an offset that only a development setting moves.

@@ -38,6 +38,10 @@ pub struct TlsIdentity {
     pub config: Arc<ServerConfig>,
     /// PEM of the issuing CA certificate (what clients trust).
     pub ca_pem: String,
+    /// DER of the issuing CA certificate.
+    pub ca_der: Vec<u8>,
+    /// SubjectPublicKeyInfo (DER) of this start's leaf key: what the enclave's attestation document binds.
+    pub leaf_spki: Vec<u8>,
 }
 
 fn internal(what: &str) -> impl Fn(rcgen::Error) -> Error + '_ {
@@ -110,13 +114,14 @@ fn identity(body: &IssuerBody, names: &[String]) -> Result<TlsIdentity, Error> {
     params.not_after = now + Duration::days(90);
     let leaf = params.signed_by(&leaf_key, &issuer).map_err(internal("leaf certificate"))?;
 
+    let leaf_spki = rcgen::PublicKeyData::subject_public_key_info(&leaf_key);
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let mut config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone(), ca_der.clone()], key_der)
         .map_err(|e| Error::Internal(format!("TLS config: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsIdentity { config: Arc::new(config), ca_pem: pem(&body.cert_der) })
+    Ok(TlsIdentity { config: Arc::new(config), ca_pem: pem(&body.cert_der), ca_der: body.cert_der.clone(), leaf_spki })
 }
 
 fn pem(der: &[u8]) -> String {

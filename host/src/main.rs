@@ -1,10 +1,13 @@
 //! `kms-host`: the untrusted parent-instance side of enclave-kms.
 
+mod attest_cmd;
 mod blobstore;
 mod files;
 mod relay;
+mod sim;
 mod storage_server;
 mod supervise;
+mod verify_endpoint;
 
 use blobstore::SqliteStore;
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +63,94 @@ enum Command {
         /// Memory (MiB) for nitro-cli run-enclave.
         #[arg(long, default_value_t = 1024)]
         memory_mib: u32,
+    },
+    /// The workload simulator: act as an attested enclave without Nitro hardware (INSECURE).
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Attestation documents.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
+    /// Verify an endpoint's attestation (PCRs, freshness, TLS key binding), then write the CA bundle to trust.
+    VerifyEndpoint {
+        /// The endpoint, https://HOST:PORT.
+        #[arg(long)]
+        endpoint: String,
+        /// An expected PCR, N=HEX (repeatable; at least one).
+        #[arg(long = "expected-pcr", value_parser = sim::parse_pcr)]
+        expected_pcrs: Vec<(u32, Vec<u8>)>,
+        /// Trust this simulator root instead of the AWS Nitro root.
+        #[arg(long)]
+        sim_root: Option<PathBuf>,
+        /// Accept a debug-mode enclave (PCR0 all zero).
+        #[arg(long)]
+        allow_debug: bool,
+        /// Where to write the CA certificate to trust.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Generate a workload key pair: D/private.pem (PKCS#8) and D/public.der (SubjectPublicKeyInfo).
+    Keygen {
+        /// Key algorithm.
+        #[arg(long, value_enum)]
+        alg: sim::KeyAlg,
+        /// Output directory.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Write an attestation document signed by a data directory's simulator root (INSECURE: for tests and demos).
+    Attest {
+        /// The data directory of a `kms-host dev` service.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The workload's public key (DER SubjectPublicKeyInfo), e.g. from `sim keygen`.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// A PCR value, N=HEX (repeatable); others take the simulated enclave's defaults.
+        #[arg(long = "pcr", value_parser = sim::parse_pcr)]
+        pcrs: Vec<(u32, Vec<u8>)>,
+        /// Nonce (hex).
+        #[arg(long)]
+        nonce: Option<String>,
+        /// User data (hex).
+        #[arg(long)]
+        user_data: Option<String>,
+        /// Debug mode: PCR0-2 are zero, as Nitro reports for debug enclaves.
+        #[arg(long)]
+        debug: bool,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttestationCommand {
+    /// Verify an attestation document file; print its fields as JSON (exit 0) or name the failed step (exit 1).
+    Verify {
+        /// The document (COSE_Sign1 bytes).
+        file: PathBuf,
+        /// Check the certificate chain at the document's own timestamp, and not its age.
+        #[arg(long)]
+        at_document_time: bool,
+        /// Trust this simulator root instead of the AWS Nitro root.
+        #[arg(long)]
+        sim_root: Option<PathBuf>,
+        /// An expected PCR, N=HEX (repeatable).
+        #[arg(long = "expected-pcr", value_parser = sim::parse_pcr)]
+        expected_pcrs: Vec<(u32, Vec<u8>)>,
+        /// Largest accepted age of the document, in seconds.
+        #[arg(long, default_value_t = 300)]
+        max_age: u64,
+        /// Accept debug-mode documents (PCR0 all zero).
+        #[arg(long)]
+        allow_debug: bool,
+        /// The nonce the document must carry (hex).
+        #[arg(long)]
+        nonce: Option<String>,
     },
 }
 
@@ -146,7 +237,11 @@ async fn dev(common: Common, enclave_bin: Option<PathBuf>) -> Result<(), String>
         storage_sock.to_string_lossy().into_owned(),
     ];
     args.extend(enclave_args(&common, common.listen));
-    let child = supervise::spawn_simulator(&bin, &args)?;
+    let pki = sim::load_or_create_pki(&data_dir)?;
+    let pcrs = sim::enclave_pcrs(&bin)?;
+    files::write_atomic(&data_dir.join(sim::PCRS_FILE), sim::pcrs_json(&pcrs).as_bytes(), 0o644)?;
+    let child = supervise::spawn_simulator(&bin, &args, sim::enclave_config(&pki, &pcrs))?;
+    drop(pki);
     let plan = Plan {
         data_dir,
         listener,
@@ -222,6 +317,44 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Sim(c) => return exit(sim_command(c).map(|()| None)),
+        Command::Attestation(AttestationCommand::Verify {
+            file,
+            at_document_time,
+            sim_root,
+            expected_pcrs,
+            max_age,
+            allow_debug,
+            nonce,
+        }) => {
+            let nonce = match nonce.map(|n| sim::parse_hex("--nonce", &n)).transpose() {
+                Ok(n) => n,
+                Err(e) => return exit(Err(e)),
+            };
+            let args = attest_cmd::VerifyArgs {
+                file: &file,
+                at_document_time,
+                sim_root: sim_root.as_deref(),
+                expected_pcrs,
+                max_age_secs: max_age,
+                allow_debug,
+                nonce,
+            };
+            return exit(attest_cmd::run(args).map(Some).map_err(|e| e.to_string()));
+        }
+        Command::VerifyEndpoint { endpoint, expected_pcrs, sim_root, allow_debug, out } => {
+            let args = verify_endpoint::Args {
+                endpoint: &endpoint,
+                expected_pcrs,
+                sim_root: sim_root.as_deref(),
+                allow_debug,
+                out: &out,
+            };
+            return exit(verify_endpoint::run(args).map(Some).map_err(|e| e.to_string()));
+        }
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -230,15 +363,48 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Dev { common, enclave_bin } => dev(common, enclave_bin).await,
             Command::Run { common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib } => {
                 production(common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib).await
             }
+            Command::Sim(_) | Command::Attestation(_) | Command::VerifyEndpoint { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kms-host: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sim_command(c: SimCommand) -> Result<(), String> {
+    match c {
+        SimCommand::Keygen { alg, out_dir } => sim::keygen(alg, &out_dir),
+        SimCommand::Attest { data_dir, public_key, pcrs, nonce, user_data, debug, out } => {
+            sim::attest(sim::AttestArgs {
+                data_dir,
+                public_key,
+                pcrs,
+                nonce: nonce.map(|n| sim::parse_hex("--nonce", &n)).transpose()?,
+                user_data: user_data.map(|u| sim::parse_hex("--user-data", &u)).transpose()?,
+                debug,
+                out,
+            })
+        }
+    }
+}
+
+/// Ends a one-shot command: JSON on stdout and exit 0, or the error on stderr and exit 1.
+fn exit(result: Result<Option<serde_json::Value>, String>) -> ExitCode {
+    match result {
+        Ok(Some(json)) => {
+            println!("{json:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kms-host: {e}");
             ExitCode::FAILURE

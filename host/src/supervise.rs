@@ -89,18 +89,27 @@ pub fn forward_logs(child: &mut Child) {
     }
 }
 
-/// Spawns `kms-enclave simulator ...` with its output piped to ours.
-pub fn spawn_simulator(bin: &Path, args: &[String]) -> Result<Child, String> {
+/// Spawns `kms-enclave simulator ...` with its output piped to ours and `config` (the simulated NSM's PKI and PCRs)
+/// written to its standard input, which is then closed.
+pub fn spawn_simulator(bin: &Path, args: &[String], config: zeroize::Zeroizing<Vec<u8>>) -> Result<Child, String> {
     let mut child = Command::new(bin)
         .arg("simulator")
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     forward_logs(&mut child);
+    if let Some(mut stdin) = child.stdin.take() {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Err(e) = stdin.write_all(&config).await {
+                tracing::error!(error = %e, "cannot hand the simulator configuration to the enclave");
+            }
+        });
+    }
     Ok(child)
 }
 

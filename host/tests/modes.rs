@@ -31,7 +31,8 @@ fn dev_reports_missing_enclave_binary() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start /nonexistent/kms-enclave"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/kms-enclave") && err.contains("cannot"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ready:"));
 }
 

@@ -9,6 +9,7 @@ mod describe_key;
 mod encrypt;
 mod generate_data_key;
 mod generate_random;
+mod get_attestation_document;
 mod list_aliases;
 mod list_keys;
 
@@ -24,8 +25,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+/// The one operation served without SigV4: the enclave's own attestation document (our extension, outside AWS's
+/// `TrentService` namespace). It reveals only public facts (PCRs, the TLS public key, the CA's hash) and is what lets a
+/// client decide whether to trust this endpoint before it has any reason to.
+pub const ATTESTATION_TARGET: &str = "EnclaveKms.GetAttestationDocument";
+
 /// Runs the operation named by `X-Amz-Target` on a JSON body, returning the JSON response body.
 pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+    if target == ATTESTATION_TARGET {
+        return get_attestation_document::run(svc, parse(body)?).await;
+    }
     let Some(op) = target.strip_prefix("TrentService.") else {
         return Err(unknown(target));
     };

@@ -188,11 +188,14 @@ fn fetch(host: &str, port: u16, nonce: &[u8]) -> Result<(Vec<u8>, Vec<Certificat
     if status != "200" {
         return Err(format!(
             "the endpoint answered {status}: {} {}",
-            json["__type"].as_str().unwrap_or("?"),
-            json["message"].as_str().unwrap_or("")
+            json.get("__type").and_then(|v| v.as_str()).unwrap_or("?"),
+            json.get("message").and_then(|v| v.as_str()).unwrap_or("")
         ));
     }
-    let doc = json["AttestationDocument"].as_str().ok_or("the endpoint's answer has no AttestationDocument")?;
+    let doc = json
+        .get("AttestationDocument")
+        .and_then(|v| v.as_str())
+        .ok_or("the endpoint's answer has no AttestationDocument")?;
     let doc = base64::engine::general_purpose::STANDARD.decode(doc).map_err(|_| "AttestationDocument is not base64")?;
     Ok((doc, chain))
 }

@@ -26,9 +26,6 @@ const MAX_PEM_LEN: usize = 8 * 1024;
 /// Largest anchor DER: it must equal a document's `cabundle[0]`, which is at most this long.
 const MAX_ANCHOR_DER_LEN: usize = crate::document::MAX_CERT_LEN;
 
-const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-const PEM_END: &str = "-----END CERTIFICATE-----";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AnchorKind {
     AwsNitro,
@@ -149,72 +146,9 @@ impl TrustAnchor {
     }
 }
 
-/// Decodes exactly one PEM `CERTIFICATE` block (LF or CRLF line ends, surrounding whitespace allowed, nothing else)
-/// with a strict base64 decoder.
+/// Decodes exactly one PEM `CERTIFICATE` block (see [`crate::pem`]).
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, AttestError> {
-    let bad = |why: &str| AttestError::BadAnchor(format!("PEM: {why}"));
-    if pem.len() > MAX_PEM_LEN {
-        return Err(bad("too large"));
-    }
-    let body = pem
-        .trim()
-        .strip_prefix(PEM_BEGIN)
-        .and_then(|rest| rest.strip_suffix(PEM_END))
-        .ok_or_else(|| bad("expected exactly one CERTIFICATE block"))?;
-    let mut b64 = Vec::with_capacity(body.len());
-    for line in body.lines() {
-        // Lines hold base64 only (`lines` already removed "\n" / "\r\n"); blank lines are tolerated.
-        if !line.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=') {
-            return Err(bad("unexpected characters in the base64 body"));
-        }
-        b64.extend_from_slice(line.as_bytes());
-    }
-    decode_base64(&b64).ok_or_else(|| bad("invalid base64"))
-}
-
-/// Strict standard-alphabet base64 with padding: length a multiple of 4, '=' only as the final one or two
-/// characters, and zero unused bits (so each byte string has exactly one accepted encoding).
-fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(v))
-    }
-    if input.is_empty() || !input.len().is_multiple_of(4) {
-        return None;
-    }
-    let chunks = input.chunks_exact(4);
-    let last_index = chunks.len().checked_sub(1)?;
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    for (i, chunk) in chunks.enumerate() {
-        let &[a, b, c, d] = <&[u8; 4]>::try_from(chunk).ok()?;
-        let pad = match (c, d) {
-            (b'=', b'=') => 2,
-            (_, b'=') => 1,
-            _ => 0,
-        };
-        if pad > 0 && i != last_index {
-            return None;
-        }
-        let (a, b) = (sextet(a)?, sextet(b)?);
-        let c = if pad == 2 { 0 } else { sextet(c)? };
-        let d = if pad >= 1 { 0 } else { sextet(d)? };
-        let n = (a << 18) | (b << 12) | (c << 6) | d;
-        let [_, x, y, z] = n.to_be_bytes();
-        match pad {
-            0 => out.extend_from_slice(&[x, y, z]),
-            1 if z == 0 => out.extend_from_slice(&[x, y]),
-            2 if y == 0 && z == 0 => out.push(x),
-            _ => return None,
-        }
-    }
-    Some(out)
+    crate::pem::decode_single(pem, "CERTIFICATE", MAX_PEM_LEN).map_err(|e| AttestError::BadAnchor(e.to_string()))
 }
 
 #[cfg(test)]
@@ -256,17 +190,6 @@ mod tests {
         assert!(pem_to_der(&AWS_NITRO_ROOT_PEM.replacen("MIIC", "MII*", 1)).is_err());
         assert!(pem_to_der("").is_err());
         assert!(pem_to_der(&" ".repeat(MAX_PEM_LEN + 1)).is_err());
-    }
-
-    #[test]
-    fn base64_is_strict() {
-        assert_eq!(decode_base64(b"TWFu").unwrap(), b"Man");
-        assert_eq!(decode_base64(b"TWE=").unwrap(), b"Ma");
-        assert_eq!(decode_base64(b"TQ==").unwrap(), b"M");
-        assert_eq!(decode_base64(b"TWFuTQ==").unwrap(), b"ManM");
-        for bad in [&b""[..], b"TWF", b"TWE", b"TR==", b"TWF=", b"TQ==TWFu", b"T===", b"=TWF", b"TW=u", b"TWF-"] {
-            assert!(decode_base64(bad).is_none(), "{}", String::from_utf8_lossy(bad));
-        }
     }
 
     #[test]

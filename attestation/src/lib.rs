@@ -12,6 +12,7 @@ mod anchor;
 mod document;
 mod error;
 mod nsm;
+pub mod pem;
 #[cfg(feature = "simulator")]
 mod sim;
 mod verify;

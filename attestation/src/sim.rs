@@ -498,15 +498,18 @@ impl SimPki {
         ];
         // Sized up front so the secret is never copied by a reallocation.
         let capacity = BUNDLE_HEADER.len()
-            + parts.iter().map(|(_, c, k)| pem_len(c.len()) + pem_len(k.len()) + 200).sum::<usize>();
+            + parts
+                .iter()
+                .map(|(_, c, k)| crate::pem::encoded_len(c.len()) + crate::pem::encoded_len(k.len()) + 200)
+                .sum::<usize>();
         let mut out = Zeroizing::new(String::with_capacity(capacity));
         out.push_str(BUNDLE_HEADER);
         for (role, cert, key) in parts {
             out.push_str("# ");
             out.push_str(role.name());
             out.push('\n');
-            pem_encode_into(&mut out, role.cert_label(), cert);
-            pem_encode_into(&mut out, role.key_label(), key);
+            crate::pem::encode_into(&mut out, role.cert_label(), cert);
+            crate::pem::encode_into(&mut out, role.key_label(), key);
         }
         out
     }
@@ -518,7 +521,7 @@ impl SimPki {
         if pem.len() > MAX_BUNDLE_LEN {
             return Err(SimPkiError::Bundle(format!("more than {MAX_BUNDLE_LEN} bytes")));
         }
-        let mut blocks = parse_pem(pem)?;
+        let mut blocks = crate::pem::parse(pem, MAX_BUNDLE_LEN).map_err(|e| SimPkiError::Bundle(e.to_string()))?;
         let mut take = |label: &str| -> Result<Zeroizing<Vec<u8>>, SimPkiError> {
             let at = blocks
                 .iter()
@@ -543,8 +546,8 @@ impl SimPki {
 
     /// The root certificate in PEM (`CERTIFICATE`), for the host, clients and tests to pin.
     pub fn root_pem(&self) -> String {
-        let mut out = String::with_capacity(pem_len(self.root.der.len()) + 64);
-        pem_encode_into(&mut out, "CERTIFICATE", &self.root.der);
+        let mut out = String::with_capacity(crate::pem::encoded_len(self.root.der.len()) + 64);
+        crate::pem::encode_into(&mut out, "CERTIFICATE", &self.root.der);
         out
     }
 
@@ -652,145 +655,6 @@ fn now_ms() -> Result<u64, SimPkiError> {
     u64::try_from(since.as_millis()).map_err(|_| SimPkiError::Time("clock too far ahead".into()))
 }
 
-/// Length of the PEM body of `der_len` bytes (base64 with 64-character lines).
-fn pem_len(der_len: usize) -> usize {
-    let b64 = der_len.div_ceil(3) * 4;
-    b64 + b64.div_ceil(64)
-}
-
-fn base64_char(v: u32) -> char {
-    let v = (v & 0x3f) as u8;
-    char::from(match v {
-        0..=25 => b'A' + v,
-        26..=51 => b'a' + (v - 26),
-        52..=61 => b'0' + (v - 52),
-        62 => b'+',
-        _ => b'/',
-    })
-}
-
-fn base64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
-
-/// Appends one PEM block (RFC 7468, 64-character lines) to `out`, without intermediate copies of `der`.
-fn pem_encode_into(out: &mut String, label: &str, der: &[u8]) {
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    let mut column = 0;
-    for chunk in der.chunks(3) {
-        let (bytes, n) = match *chunk {
-            [a, b, c] => ([a, b, c], 3),
-            [a, b] => ([a, b, 0], 2),
-            [a] => ([a, 0, 0], 1),
-            _ => continue,
-        };
-        let [a, b, c] = bytes;
-        let acc = (u32::from(a) << 16) | (u32::from(b) << 8) | u32::from(c);
-        for i in 0..4u32 {
-            out.push(if i <= n { base64_char(acc >> (18 - 6 * i)) } else { '=' });
-        }
-        column += 4;
-        if column == 64 {
-            out.push('\n');
-            column = 0;
-        }
-    }
-    if column != 0 {
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-}
-
-/// Strict base64 (standard alphabet, padded, canonical) of the concatenated `lines`.
-fn base64_decode(lines: &[&str]) -> Option<Zeroizing<Vec<u8>>> {
-    let len: usize = lines.iter().map(|l| l.len()).sum();
-    if len == 0 || !len.is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Zeroizing::new(Vec::with_capacity(len / 4 * 3));
-    let (mut acc, mut n, mut pads) = (0u32, 0u8, 0u8);
-    for (pos, c) in lines.iter().flat_map(|l| l.bytes()).enumerate() {
-        let v = if c == b'=' {
-            // Padding: only in the last quantum, at its third or fourth character.
-            if pos + 4 < len || n < 2 {
-                return None;
-            }
-            pads += 1;
-            0
-        } else if pads > 0 {
-            return None;
-        } else {
-            base64_value(c)?
-        };
-        acc = (acc << 6) | u32::from(v);
-        n += 1;
-        if n == 4 {
-            let [_, b1, b2, b3] = acc.to_be_bytes();
-            match pads {
-                0 => out.extend_from_slice(&[b1, b2, b3]),
-                1 if b3 == 0 => out.extend_from_slice(&[b1, b2]),
-                2 if b2 == 0 && b3 == 0 => out.push(b1),
-                _ => return None,
-            }
-            acc = 0;
-            n = 0;
-        }
-    }
-    Some(out)
-}
-
-/// A PEM block: label and decoded contents.
-type PemBlock = (String, Zeroizing<Vec<u8>>);
-
-/// The PEM blocks of `text`, in order. Outside blocks only blank lines and `#` comments.
-fn parse_pem(text: &str) -> Result<Vec<PemBlock>, SimPkiError> {
-    let mut blocks = Vec::new();
-    let mut open: Option<(&str, Vec<&str>)> = None;
-    for (number, raw) in text.lines().enumerate() {
-        let line = raw.trim_end();
-        let bad = |what: &str| SimPkiError::Bundle(format!("line {}: {what}", number + 1));
-        let begin = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----"));
-        let end = line.strip_prefix("-----END ").and_then(|l| l.strip_suffix("-----"));
-        match (open.take(), begin, end) {
-            (None, Some(label), _) => {
-                if blocks.iter().any(|(l, _)| l == label) {
-                    return Err(bad("duplicate block"));
-                }
-                open = Some((label, Vec::new()));
-            }
-            (None, None, _) if line.is_empty() || line.starts_with('#') => {}
-            (None, None, _) => return Err(bad("text outside a PEM block")),
-            (Some((label, lines)), _, Some(end_label)) => {
-                if end_label != label {
-                    return Err(bad("END label does not match BEGIN"));
-                }
-                let der = base64_decode(&lines).ok_or_else(|| bad("invalid base64"))?;
-                blocks.push((label.to_owned(), der));
-            }
-            (Some(_), _, _) if line.starts_with('-') || line.is_empty() => return Err(bad("unterminated PEM block")),
-            (Some((label, mut lines)), _, None) => {
-                lines.push(line);
-                open = Some((label, lines));
-            }
-        }
-    }
-    if open.is_some() {
-        return Err(SimPkiError::Bundle("unterminated PEM block at end".into()));
-    }
-    Ok(blocks)
-}
-
 /// Label of the simulated kernel-and-boot measurement (PCR1).
 const PCR1_LABEL: &[u8] = b"enclave-kms simulator PCR1 (kernel and boot ramfs)";
 /// Label of the simulated application measurement (PCR2).
@@ -892,65 +756,6 @@ mod tests {
         payload.certificate.into_vec()
     }
 
-    fn b64(data: &[u8]) -> String {
-        let mut out = String::new();
-        pem_encode_into(&mut out, "X", data);
-        out.lines().filter(|l| !l.starts_with("-----")).collect()
-    }
-
-    #[test]
-    fn base64_round_trips_and_matches_known_answers() {
-        assert_eq!(b64(b""), "");
-        assert_eq!(b64(b"f"), "Zg==");
-        assert_eq!(b64(b"fo"), "Zm8=");
-        assert_eq!(b64(b"foo"), "Zm9v");
-        assert_eq!(b64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(b64(&[0xfb, 0xff]), "+/8=");
-        for len in 0..200usize {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
-            let mut pem = String::new();
-            pem_encode_into(&mut pem, "X", &data);
-            assert!(pem.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
-            let blocks = parse_pem(&pem);
-            if len == 0 {
-                assert!(blocks.is_err(), "an empty block is refused");
-            } else {
-                let blocks = blocks.unwrap();
-                assert_eq!(blocks.len(), 1);
-                assert_eq!(blocks[0].0, "X");
-                assert_eq!(blocks[0].1.as_slice(), data.as_slice());
-            }
-        }
-    }
-
-    #[test]
-    fn base64_is_strict() {
-        assert_eq!(base64_decode(&["Zg=="]).unwrap().as_slice(), b"f");
-        assert_eq!(base64_decode(&["Zm", "8="]).unwrap().as_slice(), b"fo");
-        for bad in ["", "Zg=", "Zg", "Zh==", "Zm9=", "Z===", "====", "Zg==Zm9v", "Zm=v", "Zm9v!A==", "Zm 9v", "Zm9v\n"]
-        {
-            assert!(base64_decode(&[bad]).is_none(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn pem_parser_refuses_stray_text_and_broken_blocks() {
-        let good = "# comment\n\n-----BEGIN A-----\nZm9v\n-----END A-----\n";
-        assert_eq!(parse_pem(good).unwrap().len(), 1);
-        assert_eq!(parse_pem(&good.replace('\n', "\r\n")).unwrap().len(), 1);
-        for bad in [
-            "hello\n-----BEGIN A-----\nZm9v\n-----END A-----\n",
-            "-----BEGIN A-----\nZm9v\n-----END B-----\n",
-            "-----BEGIN A-----\nZm9v\n",
-            "-----BEGIN A-----\nZm9v\n\n-----END A-----\n",
-            "-----BEGIN A-----\n-----BEGIN B-----\nZm9v\n-----END B-----\n-----END A-----\n",
-            "-----BEGIN A-----\nZm9v\n-----END A-----\n-----BEGIN A-----\nZm9v\n-----END A-----\n",
-            "-----END A-----\n",
-        ] {
-            assert!(matches!(parse_pem(bad), Err(SimPkiError::Bundle(_))), "{bad:?} accepted");
-        }
-    }
-
     #[test]
     fn leaf_is_cached_then_reminted_fifteen_minutes_before_expiry() {
         let pki = pki();
@@ -1001,6 +806,9 @@ mod tests {
         let debug = format!("{nsm:?} {:?}", nsm.pki());
         assert!(debug.contains(nsm.pki().module_id()));
         let bundle = nsm.pki().to_pem_bundle();
+        let b64 = |data: &[u8]| -> String {
+            crate::pem::encode("X", data).lines().filter(|l| !l.starts_with("-----")).collect()
+        };
         for key in [
             nsm.pki().root.key.serialized_der(),
             nsm.pki().i1.key.serialized_der(),

@@ -121,19 +121,12 @@ fn identity(body: &IssuerBody, names: &[String]) -> Result<TlsIdentity, Error> {
         .with_single_cert(vec![leaf.der().clone(), ca_der.clone()], key_der)
         .map_err(|e| Error::Internal(format!("TLS config: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsIdentity { config: Arc::new(config), ca_pem: pem(&body.cert_der), ca_der: body.cert_der.clone(), leaf_spki })
-}
-
-fn pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    Ok(TlsIdentity {
+        config: Arc::new(config),
+        ca_pem: kms_attestation::pem::encode("CERTIFICATE", &body.cert_der),
+        ca_der: body.cert_der.clone(),
+        leaf_spki,
+    })
 }
 
 #[cfg(test)]

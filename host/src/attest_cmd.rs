@@ -36,6 +36,12 @@ pub fn anchor(sim_root: Option<&Path>) -> Result<TrustAnchor, Failure> {
     }
 }
 
+/// The PCR policy of the command-line options.
+pub fn policy(expected: Vec<(u32, Vec<u8>)>, allow_debug: bool) -> PcrPolicy {
+    let policy = expected.into_iter().fold(PcrPolicy::new(), |p, (n, v)| p.expect(n, v));
+    if allow_debug { policy.allow_debug() } else { policy }
+}
+
 /// The current time in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -76,13 +82,7 @@ pub struct VerifyArgs<'a> {
 pub fn run(args: VerifyArgs<'_>) -> Result<serde_json::Value, Failure> {
     let doc = std::fs::read(args.file).map_err(|e| Failure::Usage(format!("{}: {e}", args.file.display())))?;
     let anchor = anchor(args.sim_root)?;
-    let mut policy = PcrPolicy::new();
-    for (n, v) in args.expected_pcrs {
-        policy = policy.expect(n, v);
-    }
-    if args.allow_debug {
-        policy = policy.allow_debug();
-    }
+    let policy = policy(args.expected_pcrs, args.allow_debug);
     let time = if args.at_document_time {
         TimeRule::DocumentTime
     } else {

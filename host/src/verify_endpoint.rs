@@ -218,32 +218,16 @@ pub fn run(args: Args<'_>) -> Result<serde_json::Value, Failure> {
     }
     let (host, port) = parse_endpoint(args.endpoint).map_err(Failure::Usage)?;
     let anchor = anchor(args.sim_root)?;
-    let mut policy = PcrPolicy::new();
-    for (n, v) in args.expected_pcrs {
-        policy = policy.expect(n, v);
-    }
-    if args.allow_debug {
-        policy = policy.allow_debug();
-    }
+    let policy = crate::attest_cmd::policy(args.expected_pcrs, args.allow_debug);
     let mut nonce = [0u8; 32];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Failure::Usage("random source failed".into()))?;
     let (doc, chain) = fetch(&host, port, &nonce).map_err(Failure::Usage)?;
     let name = ServerName::try_from(host.clone()).map_err(|e| Failure::Usage(format!("bad endpoint name: {e}")))?;
     let verified = check(&doc, &anchor, &policy, &nonce, &chain, &name, now_ms())?;
     let ca = chain.get(1).ok_or_else(|| Failure::Usage("no CA certificate".into()))?;
-    write_atomic(args.out, pem(ca).as_bytes(), 0o644).map_err(Failure::Usage)?;
+    write_atomic(args.out, kms_attestation::pem::encode("CERTIFICATE", ca).as_bytes(), 0o644)
+        .map_err(Failure::Usage)?;
     Ok(crate::attest_cmd::to_json(&verified))
-}
-
-fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 #[cfg(test)]

@@ -126,15 +126,59 @@ impl Aliases {
         let Some(a) = self.get(name).await? else {
             return Err(Error::NotFound(format!("Alias {name} is not found.")));
         };
-        if let Ok(mut c) = self.cache.lock() {
-            c.remove(name);
-        }
+        self.purge(name);
         match self.records.delete(RecordKind::Alias, name, a.version).await {
             Ok(()) => Ok(()),
             Err(crate::store::StoreError::Host(StorageError::Conflict)) => {
                 Err(Error::NotFound(format!("Alias {name} is not found.")))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Points an existing alias at another key; `NotFoundException` if there is no such alias. CreationDate stays.
+    pub async fn update(&self, name: &str, target_key_id: &str, now: f64) -> Result<(), Error> {
+        for _ in 0..5 {
+            self.purge(name);
+            let Some(current) = self.get(name).await? else {
+                return Err(Error::NotFound(format!("Alias {name} is not found.")));
+            };
+            let mut next = (*current).clone();
+            next.target_key_id = target_key_id.to_owned();
+            next.last_updated_date = now;
+            let mut body = Vec::with_capacity(128);
+            ciborium::into_writer(&next, &mut body).map_err(|e| Error::Internal(e.to_string()))?;
+            match self.records.put(RecordKind::Alias, name, Some(current.version), &body).await {
+                Ok(v) => {
+                    next.version = v;
+                    self.purge(name);
+                    self.remember(Arc::new(next));
+                    return Ok(());
+                }
+                Err(crate::store::StoreError::Host(StorageError::Conflict)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal(format!("alias {name}: too many concurrent updates")))
+    }
+
+    /// Deletes `name` if it still points to `key_id` (the cleanup of a destroyed key's aliases).
+    pub async fn delete_if_targets(&self, name: &str, key_id: &str) -> Result<(), Error> {
+        self.purge(name);
+        let Some(a) = self.get(name).await? else { return Ok(()) };
+        if a.target_key_id != key_id {
+            return Ok(());
+        }
+        self.purge(name);
+        match self.records.delete(RecordKind::Alias, name, a.version).await {
+            Ok(()) | Err(crate::store::StoreError::Host(StorageError::Conflict)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn purge(&self, name: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(name);
         }
     }
 

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+/// How often keys past their deletion date are looked for.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Most client connections served at once.
 const MAX_CONNECTIONS: usize = 4096;
 
@@ -81,14 +84,15 @@ pub async fn run(
         leaf_spki: tls.leaf_spki.clone(),
         ca_sha384: sha2::Sha384::digest(&tls.ca_der).to_vec(),
     };
+    let clock = Arc::new(Clock::default());
     let svc = Arc::new(Service {
         nsm: Arc::from(nsm),
         binding,
-        keys: Keyring::new(records.clone(), settings.scope.clone(), settings.key_cache),
+        keys: Keyring::new(records.clone(), settings.scope.clone(), clock.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),
         credentials: Credentials::new(records.clone()),
         scope: settings.scope,
-        clock: Clock::default(),
+        clock,
     });
 
     // The bootstrap admin exists only in the start that created the domain key, so a host that hides credential
@@ -106,6 +110,20 @@ pub async fn run(
         .await
         .map_err(Error::from)?;
     tracing::info!("enclave ready");
+
+    // Keys nobody touches are destroyed on time too (touched ones are destroyed on first sight).
+    let sweeper = svc.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            match sweeper.keys.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(destroyed = n, "deletion sweep"),
+                Err(e) => tracing::warn!(error = %e, "deletion sweep failed"),
+            }
+        }
+    });
 
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));

@@ -34,6 +34,15 @@ pub enum Error {
     /// A valid AWS request this service does not support (yet).
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// The key is disabled.
+    #[error("{0}")]
+    Disabled(String),
+    /// The key's state does not allow the operation.
+    #[error("{0}")]
+    KmsInvalidState(String),
+    /// A quota is exceeded.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The key cannot be used this way.
     #[error("{0}")]
     InvalidKeyUsage(String),
@@ -73,6 +82,9 @@ pub enum ErrorCode {
     InvalidCiphertextException,
     TagException,
     UnsupportedOperationException,
+    DisabledException,
+    KMSInvalidStateException,
+    LimitExceededException,
     InvalidKeyUsageException,
     MalformedPolicyDocumentException,
     DryRunOperationException,
@@ -98,6 +110,9 @@ impl ErrorCode {
             ErrorCode::InvalidCiphertextException => "InvalidCiphertextException",
             ErrorCode::TagException => "TagException",
             ErrorCode::UnsupportedOperationException => "UnsupportedOperationException",
+            ErrorCode::DisabledException => "DisabledException",
+            ErrorCode::KMSInvalidStateException => "KMSInvalidStateException",
+            ErrorCode::LimitExceededException => "LimitExceededException",
             ErrorCode::InvalidKeyUsageException => "InvalidKeyUsageException",
             ErrorCode::MalformedPolicyDocumentException => "MalformedPolicyDocumentException",
             ErrorCode::DryRunOperationException => "DryRunOperationException",
@@ -134,6 +149,9 @@ impl Error {
             Error::InvalidCiphertext => ErrorCode::InvalidCiphertextException,
             Error::Tag(_) => ErrorCode::TagException,
             Error::UnsupportedOperation(_) => ErrorCode::UnsupportedOperationException,
+            Error::Disabled(_) => ErrorCode::DisabledException,
+            Error::KmsInvalidState(_) => ErrorCode::KMSInvalidStateException,
+            Error::LimitExceeded(_) => ErrorCode::LimitExceededException,
             Error::InvalidKeyUsage(_) => ErrorCode::InvalidKeyUsageException,
             Error::MalformedPolicyDocument(_) => ErrorCode::MalformedPolicyDocumentException,
             Error::DryRunOperation => ErrorCode::DryRunOperationException,

@@ -3,8 +3,9 @@
 use crate::error::Error;
 use crate::ids::Scope;
 use crate::secret::Key256;
+use crate::service::Clock;
 use crate::store::{Records, StoreError};
-use kms_shared::storage::RecordKind;
+use kms_shared::storage::{RecordKind, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,9 @@ pub enum KeySpec {
 #[non_exhaustive]
 pub enum KeyState {
     Enabled,
+    Disabled,
+    PendingDeletion,
+    PendingImport,
 }
 
 /// Origin of the key material.
@@ -53,6 +57,12 @@ pub struct KeyMeta {
     pub origin: Origin,
     pub tags: Vec<(String, String)>,
     pub policy: String,
+    /// When a key pending deletion is destroyed (epoch seconds).
+    #[serde(default)]
+    pub deletion_date: Option<f64>,
+    /// The waiting period ScheduleKeyDeletion was given.
+    #[serde(default)]
+    pub pending_window_days: Option<u32>,
 }
 
 /// A backing key version as stored: only ever serialized inside a sealed record.
@@ -98,6 +108,41 @@ impl std::fmt::Debug for Key {
 }
 
 impl Key {
+    /// Whether cryptographic operations may use this key; the key-state table's answer otherwise.
+    pub fn check_usable(&self) -> Result<(), Error> {
+        match self.meta.key_state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(Error::Disabled(format!("{} is disabled.", self.arn))),
+            KeyState::PendingDeletion => Err(self.pending_deletion()),
+            KeyState::PendingImport => Err(Error::KmsInvalidState(format!("{} is pending import.", self.arn))),
+        }
+    }
+
+    /// Refuses management operations on a key pending deletion (the key-state table's footnote for them).
+    pub fn check_not_pending_deletion(&self) -> Result<(), Error> {
+        if self.meta.key_state == KeyState::PendingDeletion { Err(self.pending_deletion()) } else { Ok(()) }
+    }
+
+    fn pending_deletion(&self) -> Error {
+        Error::KmsInvalidState(format!("{} is pending deletion.", self.arn))
+    }
+
+    /// Whether the key's deletion is due at `now` (epoch seconds).
+    fn deletion_due(&self, now: f64) -> bool {
+        self.meta.key_state == KeyState::PendingDeletion && self.meta.deletion_date.is_some_and(|d| now >= d)
+    }
+
+    /// A copy with other metadata (backing keys copied into fresh zeroizing holders).
+    fn with_meta(&self, meta: KeyMeta) -> Key {
+        Key {
+            meta,
+            uuid: self.uuid,
+            arn: self.arn.clone(),
+            record_version: self.record_version,
+            materials: self.materials.iter().map(|(v, k)| (*v, Key256::from_array(*k.expose_secret()))).collect(),
+        }
+    }
+
     /// The newest backing key and its version, used for every new encryption.
     pub fn current(&self) -> Option<(u32, &Key256)> {
         self.materials.iter().max_by_key(|(v, _)| *v).map(|(v, k)| (*v, k))
@@ -140,14 +185,28 @@ impl Key {
 pub struct Keyring {
     records: Arc<Records>,
     scope: Scope,
+    clock: Arc<Clock>,
     cache: Mutex<HashMap<String, Arc<Key>>>,
     capacity: usize,
 }
 
+/// What a key id names in the store.
+pub enum Lookup {
+    /// A live key.
+    Live(Arc<Key>),
+    /// A key that existed and was destroyed (a tombstone remains).
+    Destroyed,
+    /// Nothing.
+    Unknown,
+}
+
+/// Attempts at a compare-and-swap update before giving up.
+const UPDATE_ATTEMPTS: usize = 5;
+
 impl Keyring {
     /// A key ring caching at most `capacity` unwrapped keys.
-    pub fn new(records: Arc<Records>, scope: Scope, capacity: usize) -> Self {
-        Self { records, scope, cache: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    pub fn new(records: Arc<Records>, scope: Scope, clock: Arc<Clock>, capacity: usize) -> Self {
+        Self { records, scope, clock, cache: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
     }
 
     fn cached(&self, key_id: &str) -> Option<Arc<Key>> {
@@ -174,19 +233,117 @@ impl Keyring {
         }
     }
 
-    /// The key with this id, from the cache or the store.
+    /// The key with this id, from the cache or the store. A key whose deletion date has passed is destroyed here,
+    /// on first sight, and reported absent.
     pub async fn get(&self, key_id: &str) -> Result<Option<Arc<Key>>, Error> {
-        if let Some(k) = self.cached(key_id) {
-            return Ok(Some(k));
+        match self.lookup(key_id).await? {
+            Lookup::Live(k) => Ok(Some(k)),
+            Lookup::Destroyed | Lookup::Unknown => Ok(None),
         }
+    }
+
+    /// Like [`Keyring::get`], telling a destroyed key from one that never existed.
+    pub async fn lookup(&self, key_id: &str) -> Result<Lookup, Error> {
+        let key = match self.cached(key_id) {
+            Some(k) => k,
+            None => match self.load(key_id).await? {
+                Some(k) => {
+                    let k = Arc::new(k);
+                    self.remember(k.clone());
+                    k
+                }
+                None if self.records.get(RecordKind::KeyTombstone, key_id).await?.is_some() => {
+                    return Ok(Lookup::Destroyed);
+                }
+                None => return Ok(Lookup::Unknown),
+            },
+        };
+        if key.deletion_due(self.clock.now_secs()) {
+            self.destroy(&key).await?;
+            return Ok(Lookup::Destroyed);
+        }
+        Ok(Lookup::Live(key))
+    }
+
+    async fn load(&self, key_id: &str) -> Result<Option<Key>, Error> {
         let Some(opened) = self.records.get(RecordKind::Key, key_id).await? else { return Ok(None) };
         let key = Key::decode(&opened.body, opened.version, &self.scope)?;
         if key.meta.key_id != key_id {
             return Err(Error::Internal(format!("key record {key_id} names another key")));
         }
-        let key = Arc::new(key);
-        self.remember(key.clone());
         Ok(Some(key))
+    }
+
+    /// Changes a key's metadata with compare-and-swap against the stored record (re-read, so a stale cache never
+    /// wins), purging the cache. `change` sees the current metadata and may refuse. Returns the updated key.
+    pub async fn update(
+        &self,
+        key_id: &str,
+        change: impl Fn(&Key, &mut KeyMeta) -> Result<(), Error>,
+    ) -> Result<Arc<Key>, Error> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            self.purge(key_id);
+            let current = match self.lookup(key_id).await? {
+                Lookup::Live(k) => k,
+                Lookup::Destroyed | Lookup::Unknown => {
+                    return Err(Error::NotFound(format!("Key '{}' does not exist", self.scope.key_arn(key_id))));
+                }
+            };
+            let mut meta = current.meta.clone();
+            change(&current, &mut meta)?;
+            let mut next = current.with_meta(meta);
+            let body = next.encode()?;
+            match self.records.put(RecordKind::Key, key_id, Some(current.record_version), &body).await {
+                Ok(v) => {
+                    next.record_version = v;
+                    let next = Arc::new(next);
+                    self.purge(key_id);
+                    self.remember(next.clone());
+                    return Ok(next);
+                }
+                Err(StoreError::Host(StorageError::Conflict)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal(format!("key {key_id}: too many concurrent updates")))
+    }
+
+    /// Destroys a key for good: a tombstone is written first (so its ciphertexts answer NotFound, and the id is
+    /// never reused), then the sealed record with its backing keys is deleted and the cache purged.
+    async fn destroy(&self, key: &Key) -> Result<(), Error> {
+        let id = &key.meta.key_id;
+        self.purge(id);
+        match self.records.put(RecordKind::KeyTombstone, id, None, id.as_bytes()).await {
+            Ok(_) | Err(StoreError::Host(StorageError::Conflict)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match self.records.delete(RecordKind::Key, id, key.record_version).await {
+            Ok(()) | Err(StoreError::Host(StorageError::Conflict)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.purge(id);
+        tracing::info!(key_id = %id, "key destroyed: deletion window passed");
+        Ok(())
+    }
+
+    /// Destroys every key whose deletion date has passed. Returns how many.
+    pub async fn sweep(&self) -> Result<usize, Error> {
+        let mut after: Option<String> = None;
+        let mut destroyed = 0;
+        loop {
+            let (records, more) = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
+            for (id, opened) in &records {
+                let key = Key::decode(&opened.body, opened.version, &self.scope)?;
+                if key.deletion_due(self.clock.now_secs()) {
+                    self.destroy(&key).await?;
+                    destroyed += 1;
+                }
+                after = Some(id.clone());
+            }
+            if !more || records.is_empty() {
+                return Ok(destroyed);
+            }
+        }
     }
 
     /// Creates a key with fresh backing material (version 1) and stores it durably before returning.
@@ -216,6 +373,10 @@ impl Keyring {
             if key.meta.key_id != id {
                 return Err(Error::Internal(format!("key record {id} names another key")));
             }
+            if key.deletion_due(self.clock.now_secs()) {
+                self.destroy(&key).await?;
+                continue;
+            }
             ids.push(id);
         }
         Ok((ids, more))
@@ -243,6 +404,8 @@ mod tests {
             origin: Origin::AwsKms,
             tags: vec![("a".into(), "b".into())],
             policy: "{}".into(),
+            deletion_date: None,
+            pending_window_days: None,
         };
         let key = Key {
             arn: String::new(),

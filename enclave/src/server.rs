@@ -137,7 +137,7 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
             &parts.headers,
             &body,
             &expected,
-            svc.clock.now_unix(),
+            crate::service::Clock::wall_unix(),
         )
         .map_err(|e| keep(Error::Auth(e)))?;
     }

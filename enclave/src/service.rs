@@ -19,8 +19,8 @@ pub struct Service {
     pub aliases: Aliases,
     /// Access keys.
     pub credentials: Credentials,
-    /// The one clock.
-    pub clock: Clock,
+    /// The one clock of key lifecycles (deletion, and later rotation and expiry).
+    pub clock: Arc<Clock>,
     /// The Nitro Secure Module (simulated in simulator mode).
     pub nsm: Arc<dyn Nsm>,
     /// What this enclave's attestation documents bind: its TLS identity.
@@ -36,7 +36,9 @@ pub struct TlsBinding {
     pub ca_sha384: Vec<u8>,
 }
 
-/// The one clock of the service. Reads the system clock plus an offset that only a development setting moves.
+/// The one clock of key lifecycles: the system clock plus an offset that only simulator mode can move
+/// (`EnclaveKms.AdvanceClock`), so tests reach a deletion date without sleeping. SigV4's window always uses the
+/// system clock ([`Clock::wall_unix`]), since clients sign with theirs.
 #[derive(Default)]
 pub struct Clock {
     offset_ms: AtomicI64,
@@ -59,8 +61,13 @@ impl Clock {
         u64::try_from(self.now_ms() / 1000).unwrap_or(0)
     }
 
-    /// Moves the clock (tests and development only).
-    pub fn advance_ms(&self, ms: i64) {
-        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+    /// Moves the clock forward (simulator mode only); returns the new offset in milliseconds.
+    pub fn advance_ms(&self, ms: i64) -> i64 {
+        self.offset_ms.fetch_add(ms, Ordering::Relaxed).saturating_add(ms)
+    }
+
+    /// Whole seconds since the epoch by the system clock, without the offset (for SigV4).
+    pub fn wall_unix() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 }

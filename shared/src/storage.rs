@@ -31,6 +31,8 @@ pub enum RecordKind {
     Credential = 4,
     /// The TLS issuing CA: certificate and private key.
     TlsIssuer = 5,
+    /// The id of a destroyed KMS key (no material).
+    KeyTombstone = 6,
 }
 
 impl From<RecordKind> for u16 {
@@ -48,6 +50,7 @@ impl TryFrom<u16> for RecordKind {
             3 => Self::Alias,
             4 => Self::Credential,
             5 => Self::TlsIssuer,
+            6 => Self::KeyTombstone,
             other => return Err(format!("unknown record kind {other}")),
         })
     }

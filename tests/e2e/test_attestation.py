@@ -14,8 +14,10 @@ import shlex
 import shutil
 import socket
 import ssl
+import select
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -40,12 +42,12 @@ ZERO_PCR = "00" * 48
 # ---- helpers --------------------------------------------------------------------------
 
 
-def run(cmd, timeout: float = RUN_TIMEOUT, input: bytes | None = None) -> subprocess.CompletedProcess:
-    """Run a command (list), text output, bounded by `timeout`; fails the test on timeout."""
+def run(cmd, timeout: float = RUN_TIMEOUT, input: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """Run a command (list), bytes output, bounded by `timeout`; fails the test on timeout."""
     cmd = [str(c) for c in cmd]
     try:
         return subprocess.run(
-            cmd, capture_output=True, timeout=timeout, env=scrub_aws_environment(os.environ),
+            cmd, capture_output=True, timeout=timeout, env=scrub_aws_environment(os.environ), cwd=cwd,
             stdin=subprocess.DEVNULL if input is None else None, input=input,
         )
     except subprocess.TimeoutExpired as exc:
@@ -61,12 +63,12 @@ def describe(proc: subprocess.CompletedProcess) -> str:
             f"stderr:\n{text(proc.stderr)[-3000:]}")
 
 
-def host(host_bin, *args, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    return run([host_bin, *args], timeout=timeout)
+def host(host_bin, *args, timeout: float = RUN_TIMEOUT, cwd=None) -> subprocess.CompletedProcess:
+    return run([host_bin, *args], timeout=timeout, cwd=cwd)
 
 
-def host_ok(host_bin, *args, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    proc = host(host_bin, *args, timeout=timeout)
+def host_ok(host_bin, *args, timeout: float = RUN_TIMEOUT, cwd=None) -> subprocess.CompletedProcess:
+    proc = host(host_bin, *args, timeout=timeout, cwd=cwd)
     assert proc.returncode == 0, describe(proc)
     return proc
 
@@ -586,3 +588,130 @@ def test_verify_endpoint_nobody_listening(tmp_path, host_bin, pcrs, sim_root):
     _refused(proc, out, None)
     assert text(proc.stderr).strip(), "no error message"
     assert time.monotonic() - started < 30
+
+
+def test_relative_output_paths(tmp_path, host_bin, server, pcrs, sim_root):
+    """The documented command lines use bare file names (`--out doc.cbor`, `--out ca.pem`)."""
+    host_ok(host_bin, "sim", "keygen", "--alg", "p384", "--out-dir", "keys", cwd=tmp_path)
+    assert (tmp_path / "keys" / "public.der").is_file()
+    host_ok(host_bin, "sim", "attest", "--data-dir", server.data_dir, "--public-key", "keys/public.der",
+            "--out", "doc.cbor", cwd=tmp_path)
+    verify_ok(host_bin, tmp_path / "doc.cbor", "--sim-root", sim_root)
+    proc = host(host_bin, "attestation", "verify", "doc.cbor", "--sim-root", sim_root, cwd=tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    host_ok(host_bin, "verify-endpoint", "--endpoint", server.endpoint, *pcr_args(pcrs), "--sim-root", sim_root,
+            "--out", "ca.pem", cwd=tmp_path)
+    assert cert_der(tmp_path / "ca.pem") == cert_der(server.data_dir / "ca.pem")
+
+
+class TlsRelay:
+    """A man in the middle: terminates TLS with its own certificate and relays to the real server over TLS."""
+
+    def __init__(self, server, cert: Path, key: Path):
+        self.backend = server.host_port()
+        self.backend_ctx = ssl.create_default_context(cafile=server.ca_path)
+        self.front_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.front_ctx.load_cert_chain(str(cert), str(key))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.connections = 0
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn):
+        try:
+            conn.settimeout(10)
+            front = self.front_ctx.wrap_socket(conn, server_side=True)
+            back = self.backend_ctx.wrap_socket(socket.create_connection(self.backend, timeout=10),
+                                                server_hostname=self.backend[0])
+        except (OSError, ssl.SSLError) as exc:
+            self.errors.append(f"setup: {exc!r}")
+            conn.close()
+            return
+        socks = {front: back, back: front}
+        try:
+            for s in socks:
+                s.setblocking(False)  # readable TLS records need not carry data (e.g. session tickets)
+            deadline = time.monotonic() + 30
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                ready = [s for s in socks if s.pending()] or select.select(list(socks), [], [], 0.2)[0]
+                for s in ready:
+                    try:
+                        data = s.recv(65536)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        continue
+                    if not data:
+                        return
+                    dst = socks[s]
+                    dst.settimeout(10)
+                    dst.sendall(data)
+                    dst.setblocking(False)
+        except (OSError, ssl.SSLError) as exc:
+            self.errors.append(f"relay: {exc!r}")
+            return
+        finally:
+            front.close()
+            back.close()
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+def mitm_pki(d: Path) -> tuple[Path, Path, Path]:
+    """The relay's own CA and a leaf for 127.0.0.1 signed by it: (leaf+CA chain PEM, leaf key, CA PEM)."""
+    ca, ca_key = d / "mitm-ca.pem", d / "mitm-ca.key"
+    leaf, key, csr, ext = d / "mitm-leaf.pem", d / "mitm-leaf.key", d / "mitm.csr", d / "mitm.ext"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-days", "1",
+            "-subj", "/CN=mitm ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", str(ca_key), "-out", str(ca))
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes",
+            "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "1", "-extfile", str(ext), "-out", str(leaf))
+    chain = d / "mitm-chain.pem"
+    chain.write_bytes(leaf.read_bytes() + ca.read_bytes())
+    return chain, key, ca
+
+
+def test_verify_endpoint_refuses_tls_relay(tmp_path, host_bin, server, pcrs, sim_root):
+    """A relay that re-terminates TLS gets a genuine document through, but not one bound to its own key."""
+    cert, key, ca = mitm_pki(tmp_path)
+    relay = TlsRelay(server, cert, key)
+    try:
+        # The relay works: a client trusting the relay's CA gets a real, verifiable document.
+        ctx = ssl.create_default_context(cafile=str(ca))
+        via = type("Via", (), {"host_port": lambda self: ("127.0.0.1", relay.port), "ca_path": str(ca)})()
+        try:
+            status, parsed, raw, _ = get_attestation(via, {"Nonce": base64.b64encode(b"via relay").decode()},
+                                                     context=ctx)
+        except (OSError, http.client.HTTPException) as exc:
+            pytest.fail(f"request through the relay failed: {exc!r}; relay errors: {relay.errors}")
+        assert status == 200, (status, raw[:500], relay.errors)
+        doc = tmp_path / "relayed.cbor"
+        doc.write_bytes(base64.b64decode(parsed["AttestationDocument"]))
+        verify_ok(host_bin, doc, "--sim-root", sim_root, "--nonce", b"via relay".hex(),
+                  "--expected-pcr", f"0={pcrs['0']}")
+
+        out = tmp_path / "ca.pem"
+        proc = host(host_bin, "verify-endpoint", "--endpoint", f"https://127.0.0.1:{relay.port}",
+                    *pcr_args(pcrs), "--sim-root", sim_root, "--out", out)
+        assert relay.connections >= 2, "verify-endpoint never reached the relay"
+        _refused(proc, out, None)
+    finally:
+        relay.close()

@@ -19,9 +19,8 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     let target = required(req.target_key_id, "targetKeyId")?;
     validate_name(&name)?;
     let key_id = parse_direct_key_ref(&target, &svc.scope)?;
-    if svc.keys.get(&key_id).await?.is_none() {
-        return Err(Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(&key_id))));
-    }
+    let key = svc.keys.get(&key_id).await?.ok_or_else(|| super::key_not_found(svc, &key_id))?;
+    key.check_not_pending_deletion()?;
     svc.aliases.create(&name, &key_id, svc.clock.now_secs()).await?;
     tracing::info!(alias = %name, key_id = %key_id, "alias created");
     Ok(b"{}".to_vec())

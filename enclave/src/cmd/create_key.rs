@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// Longest Description.
-const MAX_DESCRIPTION: usize = 8192;
+pub const MAX_DESCRIPTION: usize = 8192;
 /// Longest key policy.
 const MAX_POLICY: usize = 32768;
 /// Most tags on one key.
-const MAX_TAGS: usize = 50;
+pub const MAX_TAGS: usize = 50;
 
 /// Key specs AWS offers that this build does not serve yet: a valid request, refused as unsupported.
 const LATER_SPECS: &[&str] = &[
@@ -110,7 +110,11 @@ fn origin(req: &Request) -> Result<Origin, Error> {
 
 /// Checks tags by AWS's rules; returns them as pairs.
 pub fn tags(tags: Option<Vec<Tag>>) -> Result<Vec<(String, String)>, Error> {
-    let tags = tags.unwrap_or_default();
+    check_tags(tags.unwrap_or_default())
+}
+
+/// Checks tags of one request by AWS's rules (at most 50, lengths, `aws:` prefix, no duplicate keys).
+pub fn check_tags(tags: Vec<Tag>) -> Result<Vec<(String, String)>, Error> {
     if tags.len() > MAX_TAGS {
         return Err(Error::Tag(format!("A key can have at most {MAX_TAGS} tags")));
     }
@@ -137,7 +141,7 @@ pub fn tags(tags: Option<Vec<Tag>>) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// Checks a key policy document: JSON with a Statement. Full evaluation comes with access control.
-fn policy(p: Option<String>, svc: &Service) -> Result<String, Error> {
+pub fn policy(p: Option<String>, svc: &Service) -> Result<String, Error> {
     let Some(p) = p else {
         return Ok(default_policy(&svc.scope.account_id));
     };
@@ -195,6 +199,8 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
         origin,
         tags,
         policy,
+        deletion_date: None,
+        pending_window_days: None,
     };
     let key = svc.keys.create(meta).await?;
     tracing::info!(key_id = %key.meta.key_id, "key created");

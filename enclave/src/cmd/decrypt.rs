@@ -7,6 +7,7 @@ use super::{
 use crate::crypto;
 use crate::error::Error;
 use crate::ids::format_uuid;
+use crate::keys::Lookup;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +50,16 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
             return Err(Error::IncorrectKey);
         }
     }
-    // A blob naming a key we do not have cannot be authenticated: to the caller it is an invalid ciphertext.
-    let key = svc.keys.get(&blob_key_id).await?.ok_or(Error::InvalidCiphertext)?;
+    // A blob naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot
+    // be authenticated: to the caller it is an invalid ciphertext.
+    let key = match svc.keys.lookup(&blob_key_id).await? {
+        Lookup::Live(k) => k,
+        Lookup::Destroyed => {
+            return Err(Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(&blob_key_id))));
+        }
+        Lookup::Unknown => return Err(Error::InvalidCiphertext),
+    };
+    key.check_usable()?;
     let backing = key.material(header.key_version).ok_or(Error::InvalidCiphertext)?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);

@@ -32,6 +32,10 @@ pub struct KeyMetadata<'a> {
     key_spec: KeySpec,
     encryption_algorithms: [&'static str; 1],
     multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_deletion_window_in_days: Option<u32>,
 }
 
 /// The metadata of `key`.
@@ -51,6 +55,8 @@ pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
         key_spec: key.meta.key_spec,
         encryption_algorithms: ["SYMMETRIC_DEFAULT"],
         multi_region: false,
+        deletion_date: key.meta.deletion_date,
+        pending_deletion_window_in_days: key.meta.pending_window_days,
     }
 }
 

@@ -47,6 +47,7 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     check_grant_tokens(&req.grant_tokens)?;
     check_symmetric_algorithm(&req.encryption_algorithm)?;
     let key = resolve(svc, &key_id).await?;
+    key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }

@@ -64,6 +64,7 @@ pub async fn run(svc: &Service, req: Request, with_plaintext: bool) -> Result<Ve
         refuse_recipient(&req.recipient)?;
     }
     let key = resolve(svc, &key_id).await?;
+    key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }

@@ -3,6 +3,7 @@
 use super::{decode_marker, encode_marker, page_limit, respond};
 use crate::error::Error;
 use crate::ids::parse_direct_key_ref;
+use crate::keys::Lookup;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -55,15 +56,23 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
         more = page_more;
         let Some(last) = page.last().map(|a| a.name.clone()) else { break };
         after = Some(last);
-        out.extend(page.into_iter().filter(|a| filter.as_deref().is_none_or(|f| a.target_key_id == f)).map(|a| {
-            Entry {
+        for a in page {
+            if filter.as_deref().is_some_and(|f| a.target_key_id != f) {
+                continue;
+            }
+            // The aliases of a destroyed key are deleted, as AWS deletes them with the key.
+            if matches!(svc.keys.lookup(&a.target_key_id).await?, Lookup::Destroyed) {
+                svc.aliases.delete_if_targets(&a.name, &a.target_key_id).await?;
+                continue;
+            }
+            out.push(Entry {
                 alias_arn: svc.scope.alias_arn(&a.name),
                 alias_name: a.name,
                 target_key_id: a.target_key_id,
                 creation_date: a.creation_date,
                 last_updated_date: a.last_updated_date,
-            }
-        }));
+            });
+        }
     }
     let next_marker = if more { after.as_deref().map(|l| encode_marker('A', l)) } else { None };
     respond(Response { aliases: out, truncated: next_marker.is_some(), next_marker })

@@ -1,21 +1,29 @@
 //! The KMS operations, one file each, and what they share: request parsing, blob encoding, key resolution, paging
 //! markers and common validation.
 
+mod advance_clock;
+mod cancel_key_deletion;
 mod create_alias;
 mod create_key;
 mod decrypt;
 mod delete_alias;
 mod describe_key;
+mod enable_disable_key;
 mod encrypt;
 mod generate_data_key;
 mod generate_random;
 mod get_attestation_document;
+mod key_policy;
 mod list_aliases;
 mod list_keys;
+mod schedule_key_deletion;
+mod tags;
+mod update_alias;
+mod update_key_description;
 
 use crate::error::Error;
 use crate::ids::{KeyRef, parse_key_ref};
-use crate::keys::Key;
+use crate::keys::{Key, Lookup};
 use crate::service::Service;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -30,10 +38,16 @@ use zeroize::Zeroizing;
 /// client decide whether to trust this endpoint before it has any reason to.
 pub const ATTESTATION_TARGET: &str = "EnclaveKms.GetAttestationDocument";
 
+/// Simulator mode only: moves the lifecycle clock forward (our extension, SigV4-authenticated).
+pub const ADVANCE_CLOCK_TARGET: &str = "EnclaveKms.AdvanceClock";
+
 /// Runs the operation named by `X-Amz-Target` on a JSON body, returning the JSON response body.
 pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
     if target == ATTESTATION_TARGET {
         return get_attestation_document::run(svc, parse(body)?).await;
+    }
+    if target == ADVANCE_CLOCK_TARGET {
+        return advance_clock::run(svc, parse(body)?).await;
     }
     let Some(op) = target.strip_prefix("TrentService.") else {
         return Err(unknown(target));
@@ -50,6 +64,18 @@ pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8
         "CreateAlias" => create_alias::run(svc, parse(body)?).await,
         "DeleteAlias" => delete_alias::run(svc, parse(body)?).await,
         "ListAliases" => list_aliases::run(svc, parse(body)?).await,
+        "EnableKey" => enable_disable_key::run(svc, parse(body)?, true).await,
+        "DisableKey" => enable_disable_key::run(svc, parse(body)?, false).await,
+        "ScheduleKeyDeletion" => schedule_key_deletion::run(svc, parse(body)?).await,
+        "CancelKeyDeletion" => cancel_key_deletion::run(svc, parse(body)?).await,
+        "UpdateKeyDescription" => update_key_description::run(svc, parse(body)?).await,
+        "UpdateAlias" => update_alias::run(svc, parse(body)?).await,
+        "TagResource" => tags::tag(svc, parse(body)?).await,
+        "UntagResource" => tags::untag(svc, parse(body)?).await,
+        "ListResourceTags" => tags::list(svc, parse(body)?).await,
+        "GetKeyPolicy" => key_policy::get(svc, parse(body)?).await,
+        "PutKeyPolicy" => key_policy::put(svc, parse(body)?).await,
+        "ListKeyPolicies" => key_policy::list(svc, parse(body)?).await,
         _ => Err(unknown(target)),
     }
 }
@@ -100,19 +126,29 @@ pub fn b64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
 /// An encryption context as it arrives.
 pub type Context = Option<BTreeMap<String, String>>;
 
-/// Finds the key a KeyId names, through an alias if need be.
+/// Finds the key a KeyId names, through an alias if need be. An alias whose key was destroyed is deleted here, as
+/// AWS deletes the aliases of a deleted key.
 pub async fn resolve(svc: &Service, key_id: &str) -> Result<Arc<Key>, Error> {
-    let key_id_str = match parse_key_ref(key_id, &svc.scope)? {
-        KeyRef::Id(id) => id,
-        KeyRef::Alias(name) => match svc.aliases.get(&name).await? {
-            Some(a) => a.target_key_id.clone(),
-            None => return Err(Error::NotFound(format!("Alias {} is not found.", svc.scope.alias_arn(&name)))),
-        },
-    };
-    svc.keys
-        .get(&key_id_str)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(&key_id_str))))
+    match parse_key_ref(key_id, &svc.scope)? {
+        KeyRef::Id(id) => svc.keys.get(&id).await?.ok_or_else(|| key_not_found(svc, &id)),
+        KeyRef::Alias(name) => {
+            let alias_missing = || Error::NotFound(format!("Alias {} is not found.", svc.scope.alias_arn(&name)));
+            let Some(alias) = svc.aliases.get(&name).await? else { return Err(alias_missing()) };
+            match svc.keys.lookup(&alias.target_key_id).await? {
+                Lookup::Live(k) => Ok(k),
+                Lookup::Destroyed => {
+                    svc.aliases.delete_if_targets(&name, &alias.target_key_id).await?;
+                    Err(alias_missing())
+                }
+                Lookup::Unknown => Err(key_not_found(svc, &alias.target_key_id)),
+            }
+        }
+    }
+}
+
+/// NotFoundException for a key id, worded as AWS words it.
+pub fn key_not_found(svc: &Service, key_id: &str) -> Error {
+    Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(key_id)))
 }
 
 /// A required member.

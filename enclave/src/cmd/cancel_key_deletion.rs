@@ -1,0 +1,37 @@
+//! CancelKeyDeletion: back to Disabled, as AWS does.
+
+use super::{required, resolve, respond};
+use crate::error::Error;
+use crate::keys::KeyState;
+use crate::service::Service;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Response<'a> {
+    key_id: &'a str,
+}
+
+pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    let updated = svc
+        .keys
+        .update(&key.meta.key_id, |key, meta| {
+            if meta.key_state != KeyState::PendingDeletion {
+                return Err(Error::KmsInvalidState(format!("{} is not pending deletion.", key.arn)));
+            }
+            meta.key_state = KeyState::Disabled;
+            meta.deletion_date = None;
+            meta.pending_window_days = None;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(key_id = %key.meta.key_id, "key deletion cancelled");
+    respond(Response { key_id: &updated.arn })
+}

@@ -1,0 +1,33 @@
+//! EnableKey and DisableKey.
+
+use super::{required, resolve};
+use crate::error::Error;
+use crate::keys::KeyState;
+use crate::service::Service;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+}
+
+pub async fn run(svc: &Service, req: Request, enable: bool) -> Result<Vec<u8>, Error> {
+    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
+    svc.keys
+        .update(&key.meta.key_id, |key, meta| {
+            match meta.key_state {
+                KeyState::Enabled | KeyState::Disabled => {}
+                KeyState::PendingDeletion => key.check_not_pending_deletion()?,
+                KeyState::PendingImport => {
+                    return Err(Error::KmsInvalidState(format!("{} is pending import.", key.arn)));
+                }
+            }
+            meta.key_state = target;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(key_id = %key.meta.key_id, enabled = enable, "key state changed");
+    Ok(b"{}".to_vec())
+}

@@ -63,6 +63,26 @@ pub struct KeyMeta {
     /// The waiting period ScheduleKeyDeletion was given.
     #[serde(default)]
     pub pending_window_days: Option<u32>,
+    /// Automatic rotation period, when rotation is enabled.
+    #[serde(default)]
+    pub rotation_period_days: Option<u32>,
+    /// When the next automatic rotation is due (epoch seconds), when rotation is enabled.
+    #[serde(default)]
+    pub next_rotation_date: Option<f64>,
+    /// Every rotation so far, oldest first (the original material is not one).
+    #[serde(default)]
+    pub rotations: Vec<Rotation>,
+}
+
+/// One rotation: the backing-key version it added.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Rotation {
+    /// The version added.
+    pub version: u32,
+    /// When (epoch seconds).
+    pub date: f64,
+    /// On demand (RotateKeyOnDemand) rather than automatic.
+    pub on_demand: bool,
 }
 
 /// A backing key version as stored: only ever serialized inside a sealed record.
@@ -125,6 +145,22 @@ impl Key {
 
     fn pending_deletion(&self) -> Error {
         Error::KmsInvalidState(format!("{} is pending deletion.", self.arn))
+    }
+
+    /// Adds a fresh backing-key version, which every new encryption then uses; records the rotation.
+    pub fn rotate(&mut self, now: f64, on_demand: bool) -> Result<u32, Error> {
+        let version = self.materials.iter().map(|(v, _)| *v).max().unwrap_or(0).saturating_add(1);
+        let material = Key256::generate().map_err(|_| Error::Internal("random source failed".into()))?;
+        self.materials.push((version, material));
+        self.meta.rotations.push(Rotation { version, date: now, on_demand });
+        Ok(version)
+    }
+
+    /// Whether an automatic rotation is due at `now`.
+    fn rotation_due(&self, now: f64) -> bool {
+        self.meta.key_state == KeyState::Enabled
+            && self.meta.rotation_period_days.is_some()
+            && self.meta.next_rotation_date.is_some_and(|d| now >= d)
     }
 
     /// Whether the key's deletion is due at `now` (epoch seconds).
@@ -242,8 +278,19 @@ impl Keyring {
         }
     }
 
-    /// Like [`Keyring::get`], telling a destroyed key from one that never existed.
+    /// Like [`Keyring::get`], telling a destroyed key from one that never existed. An automatic rotation that is
+    /// due happens here, before the key is used.
     pub async fn lookup(&self, key_id: &str) -> Result<Lookup, Error> {
+        match self.fetch(key_id).await? {
+            Lookup::Live(k) if k.rotation_due(self.clock.now_secs()) => {
+                self.rotate_if_due(key_id).await.map(Lookup::Live)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The key as stored (or cached), destroying it if its deletion is due; no rotation.
+    async fn fetch(&self, key_id: &str) -> Result<Lookup, Error> {
         let key = match self.cached(key_id) {
             Some(k) => k,
             None => match self.load(key_id).await? {
@@ -265,6 +312,23 @@ impl Keyring {
         Ok(Lookup::Live(key))
     }
 
+    /// Performs a due automatic rotation (re-checked under compare-and-swap, so two callers rotate once).
+    async fn rotate_if_due(&self, key_id: &str) -> Result<Arc<Key>, Error> {
+        let now = self.clock.now_secs();
+        let key = self
+            .update(key_id, |key| {
+                if key.rotation_due(now) {
+                    let version = key.rotate(now, false)?;
+                    let period = f64::from(key.meta.rotation_period_days.unwrap_or(365));
+                    key.meta.next_rotation_date = Some(now + period * 86_400.0);
+                    tracing::info!(key_id = %key.meta.key_id, version, "automatic rotation");
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(key)
+    }
+
     async fn load(&self, key_id: &str) -> Result<Option<Key>, Error> {
         let Some(opened) = self.records.get(RecordKind::Key, key_id).await? else { return Ok(None) };
         let key = Key::decode(&opened.body, opened.version, &self.scope)?;
@@ -274,24 +338,24 @@ impl Keyring {
         Ok(Some(key))
     }
 
-    /// Changes a key's metadata with compare-and-swap against the stored record (re-read, so a stale cache never
-    /// wins), purging the cache. `change` sees the current metadata and may refuse. Returns the updated key.
+    /// Changes a key with compare-and-swap against the stored record (re-read, so a stale cache never wins), purging
+    /// the cache. `change` gets a copy of the current key to modify (metadata, or a new backing-key version) and may
+    /// refuse. Returns the updated key.
     pub async fn update(
         &self,
         key_id: &str,
-        change: impl Fn(&Key, &mut KeyMeta) -> Result<(), Error>,
+        change: impl Fn(&mut Key) -> Result<(), Error>,
     ) -> Result<Arc<Key>, Error> {
         for _ in 0..UPDATE_ATTEMPTS {
             self.purge(key_id);
-            let current = match self.lookup(key_id).await? {
+            let current = match self.fetch(key_id).await? {
                 Lookup::Live(k) => k,
                 Lookup::Destroyed | Lookup::Unknown => {
                     return Err(Error::NotFound(format!("Key '{}' does not exist", self.scope.key_arn(key_id))));
                 }
             };
-            let mut meta = current.meta.clone();
-            change(&current, &mut meta)?;
-            let mut next = current.with_meta(meta);
+            let mut next = current.with_meta(current.meta.clone());
+            change(&mut next)?;
             let body = next.encode()?;
             match self.records.put(RecordKind::Key, key_id, Some(current.record_version), &body).await {
                 Ok(v) => {
@@ -326,7 +390,8 @@ impl Keyring {
         Ok(())
     }
 
-    /// Destroys every key whose deletion date has passed. Returns how many.
+    /// Destroys every key whose deletion date has passed, and performs every automatic rotation that is due.
+    /// Returns how many keys were destroyed.
     pub async fn sweep(&self) -> Result<usize, Error> {
         let mut after: Option<String> = None;
         let mut destroyed = 0;
@@ -337,6 +402,8 @@ impl Keyring {
                 if key.deletion_due(self.clock.now_secs()) {
                     self.destroy(&key).await?;
                     destroyed += 1;
+                } else if key.rotation_due(self.clock.now_secs()) {
+                    self.rotate_if_due(id).await?;
                 }
                 after = Some(id.clone());
             }
@@ -406,6 +473,9 @@ mod tests {
             policy: "{}".into(),
             deletion_date: None,
             pending_window_days: None,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            rotations: Vec::new(),
         };
         let key = Key {
             arn: String::new(),

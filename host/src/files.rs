@@ -8,7 +8,12 @@ use std::path::Path;
 
 /// Writes `contents` to `path` atomically with file mode `mode`.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
-    let dir = path.parent().ok_or_else(|| format!("{}: no parent directory", path.display()))?;
+    // A bare file name ("ca.pem") has the empty path as its parent: that is the current directory.
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => return Err(format!("{}: no parent directory", path.display())),
+    };
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: bad file name", path.display()))?;
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let err = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
@@ -50,6 +55,16 @@ mod tests {
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left behind");
         assert!(write_atomic(&d.path().join("missing/x"), b"", 0o600).unwrap_err().contains("missing"));
+    }
+
+    #[test]
+    fn bare_file_names_are_written_in_the_current_directory() {
+        let name = format!(".write-atomic-test-{}", std::process::id());
+        assert_eq!(Path::new(&name).parent(), Some(Path::new("")), "the case being tested");
+        write_atomic(Path::new(&name), b"x", 0o644).unwrap();
+        let written = std::env::current_dir().unwrap().join(&name);
+        assert_eq!(fs::read(&written).unwrap(), b"x");
+        fs::remove_file(written).unwrap();
     }
 
     #[test]

@@ -245,6 +245,12 @@ def test_sim_root_survives_restart(fresh_server):
     assert (d / "sim-root.pem").read_bytes() == root, "sim-root.pem changed across restart"
     assert (d / "sim-pki.pem").read_bytes() == pki, "sim-pki.pem changed across restart"
     assert read_pcrs(d) == pcrs_before
+    # The restarted enclave's documents still chain to the root saved before the restart.
+    saved = d.parent / "sim-root-before.pem"
+    saved.write_bytes(root)
+    doc = d.parent / "after-restart.cbor"
+    fetch_document(fresh_server, b"after restart", doc)
+    verify_ok(fresh_server.binary, doc, "--sim-root", saved, "--expected-pcr", f"0={pcrs_before['0']}")
 
 
 def test_changed_enclave_binary_changes_pcr0(tmp_path, host_bin, make_server, pcrs):
@@ -493,6 +499,21 @@ def test_get_attestation_document_nonces_and_replay(tmp_path, host_bin, server, 
     assert verify_fails(host_bin, doc_a, "--sim-root", sim_root, "--nonce", b.hex()) == "nonce"
 
 
+def test_only_attestation_is_served_without_sigv4(server):
+    """The unauthenticated exemption is for GetAttestationDocument alone."""
+    host_, port = server.host_port()
+    conn = http.client.HTTPSConnection(host_, port, context=ssl.create_default_context(cafile=server.ca_path),
+                                       timeout=HTTP_TIMEOUT)
+    try:
+        conn.request("POST", "/", body=b"{}", headers={"Content-Type": CONTENT_TYPE,
+                                                       "X-Amz-Target": "TrentService.ListKeys"})
+        response = conn.getresponse()
+        status, raw = response.status, response.read()
+    finally:
+        conn.close()
+    assert status != 200 and 400 <= status < 500, f"unsigned ListKeys answered HTTP {status}: {raw[:300]!r}"
+
+
 @pytest.mark.parametrize("body", [{}, {"Nonce": base64.b64encode(b"\x01" * 513).decode()}],
                          ids=["missing-nonce", "513-byte-nonce"])
 def test_get_attestation_document_validation(server, body):
@@ -592,16 +613,24 @@ def test_verify_endpoint_nobody_listening(tmp_path, host_bin, pcrs, sim_root):
 
 def test_relative_output_paths(tmp_path, host_bin, server, pcrs, sim_root):
     """The documented command lines use bare file names (`--out doc.cbor`, `--out ca.pem`)."""
-    host_ok(host_bin, "sim", "keygen", "--alg", "p384", "--out-dir", "keys", cwd=tmp_path)
-    assert (tmp_path / "keys" / "public.der").is_file()
-    host_ok(host_bin, "sim", "attest", "--data-dir", server.data_dir, "--public-key", "keys/public.der",
-            "--out", "doc.cbor", cwd=tmp_path)
-    verify_ok(host_bin, tmp_path / "doc.cbor", "--sim-root", sim_root)
-    proc = host(host_bin, "attestation", "verify", "doc.cbor", "--sim-root", sim_root, cwd=tmp_path)
-    assert proc.returncode == 0, describe(proc)
-    host_ok(host_bin, "verify-endpoint", "--endpoint", server.endpoint, *pcr_args(pcrs), "--sim-root", sim_root,
-            "--out", "ca.pem", cwd=tmp_path)
-    assert cert_der(tmp_path / "ca.pem") == cert_der(server.data_dir / "ca.pem")
+    failures = []
+
+    def step(*args, check=None):
+        proc = host(host_bin, *args, cwd=tmp_path)
+        if proc.returncode != 0:
+            failures.append(describe(proc))
+        elif check:
+            check()
+
+    step("sim", "keygen", "--alg", "p384", "--out-dir", "keys",
+         check=lambda: (tmp_path / "keys" / "public.der").read_bytes())
+    step("sim", "attest", "--data-dir", server.data_dir, "--public-key", "keys/public.der", "--out", "doc.cbor")
+    step("attestation", "verify", "doc.cbor", "--sim-root", sim_root)
+    step("verify-endpoint", "--endpoint", server.endpoint, *pcr_args(pcrs), "--sim-root", sim_root,
+         "--out", "ca.pem",
+         check=lambda: cert_der(tmp_path / "ca.pem") == cert_der(server.data_dir / "ca.pem") or failures.append(
+             "verify-endpoint wrote a ca.pem that is not DIR/ca.pem"))
+    assert not failures, "\n\n".join(failures)
 
 
 class TlsRelay:
@@ -713,5 +742,7 @@ def test_verify_endpoint_refuses_tls_relay(tmp_path, host_bin, server, pcrs, sim
                     *pcr_args(pcrs), "--sim-root", sim_root, "--out", out)
         assert relay.connections >= 2, "verify-endpoint never reached the relay"
         _refused(proc, out, None)
+        # The document itself is genuine: what must fail is its binding to this connection's key.
+        assert re.search(r"key|bind", text(proc.stderr), re.I), describe(proc)
     finally:
         relay.close()

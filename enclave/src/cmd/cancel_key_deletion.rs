@@ -22,13 +22,13 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
     let updated = svc
         .keys
-        .update(&key.meta.key_id, |key, meta| {
-            if meta.key_state != KeyState::PendingDeletion {
+        .update(&key.meta.key_id, |key| {
+            if key.meta.key_state != KeyState::PendingDeletion {
                 return Err(Error::KmsInvalidState(format!("{} is not pending deletion.", key.arn)));
             }
-            meta.key_state = KeyState::Disabled;
-            meta.deletion_date = None;
-            meta.pending_window_days = None;
+            key.meta.key_state = KeyState::Disabled;
+            key.meta.deletion_date = None;
+            key.meta.pending_window_days = None;
             Ok(())
         })
         .await?;

@@ -201,6 +201,9 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
         policy,
         deletion_date: None,
         pending_window_days: None,
+        rotation_period_days: None,
+        next_rotation_date: None,
+        rotations: Vec::new(),
     };
     let key = svc.keys.create(meta).await?;
     tracing::info!(key_id = %key.meta.key_id, "key created");

@@ -4,12 +4,14 @@ use super::{
     Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, refuse_recipient,
     required, resolve, respond,
 };
-use crate::crypto;
+use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
 use crate::ids::format_uuid;
-use crate::keys::Lookup;
+use crate::keys::{Key, Lookup};
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Largest CiphertextBlob.
 pub const MAX_CIPHERTEXT: usize = 6144;
@@ -42,29 +44,37 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     check_grant_tokens(&req.grant_tokens)?;
     check_symmetric_algorithm(&req.encryption_algorithm)?;
     refuse_recipient(&req.recipient)?;
-    let header = crypto::parse_blob_header(&blob).map_err(|_| Error::InvalidCiphertext)?;
-    let blob_key_id = format_uuid(&header.key_id);
-    if let Some(named) = req.key_id.as_deref() {
+    let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
+    if req.dry_run == Some(true) {
+        return Err(Error::DryRunOperation);
+    }
+    let plaintext = open(&key, header, &blob, &req.encryption_context)?;
+    respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: "SYMMETRIC_DEFAULT" })
+}
+
+/// The key a ciphertext blob was made under, usable now, checked against `named` (a KeyId the caller gave). A blob
+/// naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot be
+/// authenticated: to the caller it is an invalid ciphertext.
+pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Result<(Arc<Key>, BlobHeader), Error> {
+    let header = crypto::parse_blob_header(blob).map_err(|_| Error::InvalidCiphertext)?;
+    if let Some(named) = named {
         let named = resolve(svc, named).await?;
         if named.uuid != header.key_id {
             return Err(Error::IncorrectKey);
         }
     }
-    // A blob naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot
-    // be authenticated: to the caller it is an invalid ciphertext.
+    let blob_key_id = format_uuid(&header.key_id);
     let key = match svc.keys.lookup(&blob_key_id).await? {
         Lookup::Live(k) => k,
-        Lookup::Destroyed => {
-            return Err(Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(&blob_key_id))));
-        }
+        Lookup::Destroyed => return Err(super::key_not_found(svc, &blob_key_id)),
         Lookup::Unknown => return Err(Error::InvalidCiphertext),
     };
     key.check_usable()?;
+    Ok((key, header))
+}
+
+/// Opens a blob with the backing-key version its header names.
+pub fn open(key: &Key, header: BlobHeader, blob: &[u8], ctx: &Context) -> Result<Zeroizing<Vec<u8>>, Error> {
     let backing = key.material(header.key_version).ok_or(Error::InvalidCiphertext)?;
-    if req.dry_run == Some(true) {
-        return Err(Error::DryRunOperation);
-    }
-    let plaintext =
-        crypto::decrypt_blob(backing, &blob, req.encryption_context.as_ref()).map_err(|_| Error::InvalidCiphertext)?;
-    respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: "SYMMETRIC_DEFAULT" })
+    crypto::decrypt_blob(backing, blob, ctx.as_ref()).map_err(|_| Error::InvalidCiphertext)
 }

@@ -16,15 +16,15 @@ pub async fn run(svc: &Service, req: Request, enable: bool) -> Result<Vec<u8>, E
     let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
     let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
     svc.keys
-        .update(&key.meta.key_id, |key, meta| {
-            match meta.key_state {
+        .update(&key.meta.key_id, |key| {
+            match key.meta.key_state {
                 KeyState::Enabled | KeyState::Disabled => {}
                 KeyState::PendingDeletion => key.check_not_pending_deletion()?,
                 KeyState::PendingImport => {
                     return Err(Error::KmsInvalidState(format!("{} is pending import.", key.arn)));
                 }
             }
-            meta.key_state = target;
+            key.meta.key_state = target;
             Ok(())
         })
         .await?;

@@ -68,8 +68,8 @@ pub async fn put(svc: &Service, req: PutRequest) -> Result<Vec<u8>, Error> {
     check_name(req.policy_name.as_deref())?;
     let key = resolve(svc, &key_id).await?;
     svc.keys
-        .update(&key.meta.key_id, |_, meta| {
-            meta.policy = policy.clone();
+        .update(&key.meta.key_id, |key| {
+            key.meta.policy = policy.clone();
             Ok(())
         })
         .await?;

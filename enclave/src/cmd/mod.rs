@@ -16,6 +16,8 @@ mod get_attestation_document;
 mod key_policy;
 mod list_aliases;
 mod list_keys;
+mod re_encrypt;
+mod rotation;
 mod schedule_key_deletion;
 mod tags;
 mod update_alias;
@@ -76,6 +78,12 @@ pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8
         "GetKeyPolicy" => key_policy::get(svc, parse(body)?).await,
         "PutKeyPolicy" => key_policy::put(svc, parse(body)?).await,
         "ListKeyPolicies" => key_policy::list(svc, parse(body)?).await,
+        "EnableKeyRotation" => rotation::enable(svc, parse(body)?).await,
+        "DisableKeyRotation" => rotation::disable(svc, parse(body)?).await,
+        "GetKeyRotationStatus" => rotation::status(svc, parse(body)?).await,
+        "RotateKeyOnDemand" => rotation::on_demand(svc, parse(body)?).await,
+        "ListKeyRotations" => rotation::list(svc, parse(body)?).await,
+        "ReEncrypt" => re_encrypt::run(svc, parse(body)?).await,
         _ => Err(unknown(target)),
     }
 }

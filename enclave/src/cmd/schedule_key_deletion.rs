@@ -38,11 +38,11 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     let deletion_date = svc.clock.now_secs() + f64::from(days) * 86_400.0;
     let updated = svc
         .keys
-        .update(&key.meta.key_id, |key, meta| {
+        .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
-            meta.key_state = KeyState::PendingDeletion;
-            meta.deletion_date = Some(deletion_date);
-            meta.pending_window_days = Some(days);
+            key.meta.key_state = KeyState::PendingDeletion;
+            key.meta.deletion_date = Some(deletion_date);
+            key.meta.pending_window_days = Some(days);
             Ok(())
         })
         .await?;

@@ -49,15 +49,15 @@ pub async fn tag(svc: &Service, req: TagRequest) -> Result<Vec<u8>, Error> {
     let new = check_tags(required(req.tags, "tags")?)?;
     let key = resolve(svc, &key_id).await?;
     svc.keys
-        .update(&key.meta.key_id, |key, meta| {
+        .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
             for (k, v) in &new {
-                match meta.tags.iter_mut().find(|(tk, _)| tk == k) {
+                match key.meta.tags.iter_mut().find(|(tk, _)| tk == k) {
                     Some(existing) => existing.1 = v.clone(),
-                    None => meta.tags.push((k.clone(), v.clone())),
+                    None => key.meta.tags.push((k.clone(), v.clone())),
                 }
             }
-            if meta.tags.len() > MAX_TAGS {
+            if key.meta.tags.len() > MAX_TAGS {
                 return Err(Error::LimitExceeded(format!("A key can have at most {MAX_TAGS} tags")));
             }
             Ok(())
@@ -77,9 +77,9 @@ pub async fn untag(svc: &Service, req: UntagRequest) -> Result<Vec<u8>, Error> {
     }
     let key = resolve(svc, &key_id).await?;
     svc.keys
-        .update(&key.meta.key_id, |key, meta| {
+        .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
-            meta.tags.retain(|(k, _)| !keys.contains(k));
+            key.meta.tags.retain(|(k, _)| !keys.contains(k));
             Ok(())
         })
         .await?;

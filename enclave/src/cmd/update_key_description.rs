@@ -20,9 +20,9 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     }
     let key = resolve(svc, &key_id).await?;
     svc.keys
-        .update(&key.meta.key_id, |key, meta| {
+        .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
-            meta.description = description.clone();
+            key.meta.description = description.clone();
             Ok(())
         })
         .await?;

@@ -91,6 +91,7 @@ pub async fn run(
         keys: Keyring::new(records.clone(), settings.scope.clone(), clock.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),
         credentials: Credentials::new(records.clone()),
+        records: records.clone(),
         scope: settings.scope,
         clock,
     });

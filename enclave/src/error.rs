@@ -40,6 +40,15 @@ pub enum Error {
     /// The key's state does not allow the operation.
     #[error("{0}")]
     KmsInvalidState(String),
+    /// An import token that is not one we issued for this key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// An import token past its 24 hours.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// Key material that does not fit the key.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// A quota is exceeded.
     #[error("{0}")]
     LimitExceeded(String),
@@ -85,6 +94,9 @@ pub enum ErrorCode {
     DisabledException,
     KMSInvalidStateException,
     LimitExceededException,
+    InvalidImportTokenException,
+    ExpiredImportTokenException,
+    IncorrectKeyMaterialException,
     InvalidKeyUsageException,
     MalformedPolicyDocumentException,
     DryRunOperationException,
@@ -113,6 +125,9 @@ impl ErrorCode {
             ErrorCode::DisabledException => "DisabledException",
             ErrorCode::KMSInvalidStateException => "KMSInvalidStateException",
             ErrorCode::LimitExceededException => "LimitExceededException",
+            ErrorCode::InvalidImportTokenException => "InvalidImportTokenException",
+            ErrorCode::ExpiredImportTokenException => "ExpiredImportTokenException",
+            ErrorCode::IncorrectKeyMaterialException => "IncorrectKeyMaterialException",
             ErrorCode::InvalidKeyUsageException => "InvalidKeyUsageException",
             ErrorCode::MalformedPolicyDocumentException => "MalformedPolicyDocumentException",
             ErrorCode::DryRunOperationException => "DryRunOperationException",
@@ -152,6 +167,9 @@ impl Error {
             Error::Disabled(_) => ErrorCode::DisabledException,
             Error::KmsInvalidState(_) => ErrorCode::KMSInvalidStateException,
             Error::LimitExceeded(_) => ErrorCode::LimitExceededException,
+            Error::InvalidImportToken(_) => ErrorCode::InvalidImportTokenException,
+            Error::ExpiredImportToken(_) => ErrorCode::ExpiredImportTokenException,
+            Error::IncorrectKeyMaterial(_) => ErrorCode::IncorrectKeyMaterialException,
             Error::InvalidKeyUsage(_) => ErrorCode::InvalidKeyUsageException,
             Error::MalformedPolicyDocument(_) => ErrorCode::MalformedPolicyDocumentException,
             Error::DryRunOperation => ErrorCode::DryRunOperationException,

@@ -43,6 +43,30 @@ pub enum KeyState {
 pub enum Origin {
     #[serde(rename = "AWS_KMS")]
     AwsKms,
+    #[serde(rename = "EXTERNAL")]
+    External,
+}
+
+/// Whether imported key material expires.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpirationModel {
+    #[serde(rename = "KEY_MATERIAL_EXPIRES")]
+    Expires,
+    #[serde(rename = "KEY_MATERIAL_DOES_NOT_EXPIRE")]
+    DoesNotExpire,
+}
+
+/// What is known of a key's imported material, kept even while the material itself is deleted, so that only the
+/// same material can be imported again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Imported {
+    /// SHA-256 of the material (inside the sealed record only).
+    #[serde(with = "serde_bytes")]
+    pub material_sha256: Vec<u8>,
+    /// The expiration model of the current import.
+    pub expiration_model: Option<ExpirationModel>,
+    /// When the current material expires (epoch seconds).
+    pub valid_to: Option<f64>,
 }
 
 /// Everything about a key except its secret material. Stored inside the sealed key record.
@@ -72,6 +96,9 @@ pub struct KeyMeta {
     /// Every rotation so far, oldest first (the original material is not one).
     #[serde(default)]
     pub rotations: Vec<Rotation>,
+    /// Imported material (Origin EXTERNAL), once any was imported.
+    #[serde(default)]
+    pub imported: Option<Imported>,
 }
 
 /// One rotation: the backing-key version it added.
@@ -154,6 +181,27 @@ impl Key {
         self.materials.push((version, material));
         self.meta.rotations.push(Rotation { version, date: now, on_demand });
         Ok(version)
+    }
+
+    /// Installs imported material as the key's only backing key (version 1, so ciphertexts made under an earlier
+    /// import of the same material decrypt again).
+    pub fn set_material(&mut self, material: Key256) {
+        self.materials = vec![(1, material)];
+    }
+
+    /// Deletes the key's material (imported keys only); the key is then pending import.
+    pub fn remove_material(&mut self) {
+        self.materials.clear();
+        self.meta.key_state = KeyState::PendingImport;
+        if let Some(i) = self.meta.imported.as_mut() {
+            i.expiration_model = None;
+            i.valid_to = None;
+        }
+    }
+
+    /// Whether imported material has expired at `now`.
+    fn material_expired(&self, now: f64) -> bool {
+        !self.materials.is_empty() && self.meta.imported.as_ref().and_then(|i| i.valid_to).is_some_and(|t| now >= t)
     }
 
     /// Whether an automatic rotation is due at `now`.
@@ -312,6 +360,19 @@ impl Keyring {
         Ok(Lookup::Live(key))
     }
 
+    /// Deletes imported material whose ValidTo has passed (re-checked under compare-and-swap).
+    async fn expire_if_due(&self, key_id: &str) -> Result<Arc<Key>, Error> {
+        let now = self.clock.now_secs();
+        self.update(key_id, |key| {
+            if key.material_expired(now) {
+                key.remove_material();
+                tracing::info!(key_id = %key.meta.key_id, "imported key material expired");
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Performs a due automatic rotation (re-checked under compare-and-swap, so two callers rotate once).
     async fn rotate_if_due(&self, key_id: &str) -> Result<Arc<Key>, Error> {
         let now = self.clock.now_secs();
@@ -402,6 +463,8 @@ impl Keyring {
                 if key.deletion_due(self.clock.now_secs()) {
                     self.destroy(&key).await?;
                     destroyed += 1;
+                } else if key.material_expired(self.clock.now_secs()) {
+                    self.expire_if_due(id).await?;
                 } else if key.rotation_due(self.clock.now_secs()) {
                     self.rotate_if_due(id).await?;
                 }
@@ -476,6 +539,7 @@ mod tests {
             rotation_period_days: None,
             next_rotation_date: None,
             rotations: Vec::new(),
+            imported: None,
         };
         let key = Key {
             arn: String::new(),

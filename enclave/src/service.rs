@@ -19,6 +19,8 @@ pub struct Service {
     pub aliases: Aliases,
     /// Access keys.
     pub credentials: Credentials,
+    /// The sealed store (for what is sealed but not a key, alias or credential: import tokens).
+    pub records: Arc<crate::store::Records>,
     /// The one clock of key lifecycles (deletion, and later rotation and expiry).
     pub clock: Arc<Clock>,
     /// The Nitro Secure Module (simulated in simulator mode).

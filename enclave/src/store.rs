@@ -219,6 +219,16 @@ impl Records {
         Ok(Opened { version: rec.version, body })
     }
 
+    /// Seals bytes that leave the enclave without being stored (an import token), bound to `kind` and `id`.
+    pub fn seal_transient(&self, kind: RecordKind, id: &str, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+        crypto::seal_record(&self.domain_key, kind, id, 0, body).map_err(|_| StoreError::Encode("seal".into()))
+    }
+
+    /// Opens what [`Records::seal_transient`] sealed for this `kind` and `id`; `None` if it is not that.
+    pub fn open_transient(&self, kind: RecordKind, id: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        crypto::open_record(&self.domain_key, kind, id, 0, sealed).ok()
+    }
+
     /// Reads and opens one record.
     pub async fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Opened>, StoreError> {
         let reply = self.channel.call(StorageOp::Get { kind, id: id.to_owned() }).await?;

@@ -33,6 +33,8 @@ pub enum RecordKind {
     TlsIssuer = 5,
     /// The id of a destroyed KMS key (no material).
     KeyTombstone = 6,
+    /// An import token handed to a caller (sealed with this kind in its AAD; never stored by the host).
+    ImportToken = 7,
 }
 
 impl From<RecordKind> for u16 {
@@ -51,6 +53,7 @@ impl TryFrom<u16> for RecordKind {
             4 => Self::Credential,
             5 => Self::TlsIssuer,
             6 => Self::KeyTombstone,
+            7 => Self::ImportToken,
             other => return Err(format!("unknown record kind {other}")),
         })
     }

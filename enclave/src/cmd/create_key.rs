@@ -97,7 +97,8 @@ fn key_usage(req: &Request) -> Result<KeyUsage, Error> {
 fn origin(req: &Request) -> Result<Origin, Error> {
     match req.origin.as_deref() {
         None | Some("AWS_KMS") => Ok(Origin::AwsKms),
-        Some(o @ ("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
+        Some("EXTERNAL") => Ok(Origin::External),
+        Some(o @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
             Err(Error::UnsupportedOperation(format!("Origin {o} is not supported yet by this key service")))
         }
         Some(o) => Err(constraint(
@@ -195,7 +196,7 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
         description,
         key_usage,
         key_spec,
-        key_state: KeyState::Enabled,
+        key_state: if origin == Origin::External { KeyState::PendingImport } else { KeyState::Enabled },
         origin,
         tags,
         policy,
@@ -204,6 +205,7 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
         rotation_period_days: None,
         next_rotation_date: None,
         rotations: Vec::new(),
+        imported: None,
     };
     let key = svc.keys.create(meta).await?;
     tracing::info!(key_id = %key.meta.key_id, "key created");

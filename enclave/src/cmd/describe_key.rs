@@ -2,7 +2,7 @@
 
 use super::{check_grant_tokens, required, resolve};
 use crate::error::Error;
-use crate::keys::{Key, KeySpec, KeyState, KeyUsage, Origin};
+use crate::keys::{ExpirationModel, Key, KeySpec, KeyState, KeyUsage, Origin};
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,10 @@ pub struct KeyMetadata<'a> {
     deletion_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_deletion_window_in_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_model: Option<ExpirationModel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_to: Option<f64>,
 }
 
 /// The metadata of `key`.
@@ -57,6 +61,8 @@ pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
         multi_region: false,
         deletion_date: key.meta.deletion_date,
         pending_deletion_window_in_days: key.meta.pending_window_days,
+        expiration_model: key.meta.imported.as_ref().and_then(|i| i.expiration_model),
+        valid_to: key.meta.imported.as_ref().and_then(|i| i.valid_to),
     }
 }
 

@@ -13,6 +13,7 @@ mod encrypt;
 mod generate_data_key;
 mod generate_random;
 mod get_attestation_document;
+mod import;
 mod key_policy;
 mod list_aliases;
 mod list_keys;
@@ -84,6 +85,9 @@ pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8
         "RotateKeyOnDemand" => rotation::on_demand(svc, parse(body)?).await,
         "ListKeyRotations" => rotation::list(svc, parse(body)?).await,
         "ReEncrypt" => re_encrypt::run(svc, parse(body)?).await,
+        "GetParametersForImport" => import::parameters(svc, parse(body)?).await,
+        "ImportKeyMaterial" => import::import(svc, parse(body)?).await,
+        "DeleteImportedKeyMaterial" => import::delete(svc, parse(body)?).await,
         _ => Err(unknown(target)),
     }
 }

@@ -74,6 +74,12 @@ struct ListResponse<'a> {
 /// Rotation settings change only on an Enabled or Disabled key, as AWS's key-state table says (Disabled →
 /// DisabledException, PendingDeletion → KMSInvalidStateException).
 fn check_rotatable(key: &Key) -> Result<(), Error> {
+    if key.meta.origin == crate::keys::Origin::External {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} has imported key material: this key service does not rotate imported keys",
+            key.arn
+        )));
+    }
     key.check_usable()
 }
 

@@ -653,6 +653,15 @@ def test_material_expires_at_valid_to(fresh_server, tmp_path):
     assert_pending_import(kms, later, [blob_later])
     assert state_of(kms, soon["KeyId"]) == state_of(kms, never["KeyId"]) == "Enabled"
 
+    # a restart (the clock offset is gone) keeps imported material, its ValidTo, and expired material deleted
+    fresh_server.restart()
+    kms = fresh_server.client()
+    assert_pending_import(kms, later, [blob_later])
+    assert kms.decrypt(CiphertextBlob=blob_soon)["Plaintext"] == b"imported"
+    assert kms.decrypt(CiphertextBlob=blob_never)["Plaintext"] == b"imported"
+    assert_usable(kms, soon, EXPIRES, new_valid_to)
+    assert_usable(kms, never)
+
 
 # ---- the AWS CLI ---------------------------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-//! CreateAlias.
+//! CreateAlias and UpdateAlias: the same request and checks; one creates the alias, the other retargets it.
 
-use super::required;
+use super::{key_not_found, required};
 use crate::aliases::validate_name;
 use crate::error::Error;
 use crate::ids::parse_direct_key_ref;
@@ -14,14 +14,20 @@ pub struct Request {
     target_key_id: Option<String>,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+/// CreateAlias (`update` false) or UpdateAlias (`update` true).
+pub async fn run(svc: &Service, req: Request, update: bool) -> Result<Vec<u8>, Error> {
     let name = required(req.alias_name, "aliasName")?;
     let target = required(req.target_key_id, "targetKeyId")?;
     validate_name(&name)?;
     let key_id = parse_direct_key_ref(&target, &svc.scope)?;
-    let key = svc.keys.get(&key_id).await?.ok_or_else(|| super::key_not_found(svc, &key_id))?;
+    let key = svc.keys.get(&key_id).await?.ok_or_else(|| key_not_found(svc, &key_id))?;
     key.check_not_pending_deletion()?;
-    svc.aliases.create(&name, &key_id, svc.clock.now_secs()).await?;
-    tracing::info!(alias = %name, key_id = %key_id, "alias created");
+    let now = svc.clock.now_secs();
+    if update {
+        svc.aliases.update(&name, &key_id, now).await?;
+    } else {
+        svc.aliases.create(&name, &key_id, now).await?;
+    }
+    tracing::info!(alias = %name, key_id = %key_id, update, "alias written");
     Ok(b"{}".to_vec())
 }

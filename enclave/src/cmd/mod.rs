@@ -21,7 +21,6 @@ mod re_encrypt;
 mod rotation;
 mod schedule_key_deletion;
 mod tags;
-mod update_alias;
 mod update_key_description;
 
 use crate::error::Error;
@@ -64,7 +63,7 @@ pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8
         "GenerateDataKey" => generate_data_key::run(svc, parse(body)?, true).await,
         "GenerateDataKeyWithoutPlaintext" => generate_data_key::run(svc, parse(body)?, false).await,
         "GenerateRandom" => generate_random::run(parse(body)?),
-        "CreateAlias" => create_alias::run(svc, parse(body)?).await,
+        "CreateAlias" => create_alias::run(svc, parse(body)?, false).await,
         "DeleteAlias" => delete_alias::run(svc, parse(body)?).await,
         "ListAliases" => list_aliases::run(svc, parse(body)?).await,
         "EnableKey" => enable_disable_key::run(svc, parse(body)?, true).await,
@@ -72,7 +71,7 @@ pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8
         "ScheduleKeyDeletion" => schedule_key_deletion::run(svc, parse(body)?).await,
         "CancelKeyDeletion" => cancel_key_deletion::run(svc, parse(body)?).await,
         "UpdateKeyDescription" => update_key_description::run(svc, parse(body)?).await,
-        "UpdateAlias" => update_alias::run(svc, parse(body)?).await,
+        "UpdateAlias" => create_alias::run(svc, parse(body)?, true).await,
         "TagResource" => tags::tag(svc, parse(body)?).await,
         "UntagResource" => tags::untag(svc, parse(body)?).await,
         "ListResourceTags" => tags::list(svc, parse(body)?).await,

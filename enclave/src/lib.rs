@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod policy;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -1,0 +1,422 @@
+//! The policy document: statements with Effect, Principal/NotPrincipal, Action/NotAction, Resource/NotResource and
+//! Condition, read strictly from [`Json`].
+
+use super::condition::{self, Condition};
+use super::json::{self, Json, truncate};
+use super::wildcard;
+use super::{PolicyError, RequestContext};
+
+/// Most statements in one policy (a 32 KiB document cannot hold many more anyway).
+const MAX_STATEMENTS: usize = 1000;
+
+/// The policy language version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `2012-10-17`.
+    V2012_10_17,
+    /// `2008-10-17`.
+    V2008_10_17,
+}
+
+/// A parsed key policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    version: Option<Version>,
+    id: Option<String>,
+    statements: Vec<Statement>,
+}
+
+/// Allow or Deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// One statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    sid: Option<String>,
+    effect: Effect,
+    principal: PrincipalBlock,
+    action: ActionBlock,
+    resource: ResourceBlock,
+    conditions: Vec<Condition>,
+}
+
+/// `Principal` or `NotPrincipal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalBlock {
+    /// Matches a caller that matches any entry.
+    Principal(Vec<PrincipalEntry>),
+    /// Matches a caller that matches no entry.
+    NotPrincipal(Vec<PrincipalEntry>),
+}
+
+/// One principal named by a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalEntry {
+    /// `"*"` or `{"AWS": "*"}`: everyone.
+    Anyone,
+    /// A 12-digit account id or `arn:…:iam::ACCOUNT:root`: every principal of that account.
+    Account(String),
+    /// An IAM or STS principal ARN, compared exactly.
+    Arn(String),
+    /// `Service`, `Federated` or `CanonicalUser` principals: kept, never match a caller of this service.
+    Other { kind: String, value: String },
+}
+
+/// `Action` or `NotAction`: patterns matched case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionBlock {
+    Action(Vec<String>),
+    NotAction(Vec<String>),
+}
+
+/// `Resource` or `NotResource`: patterns matched case-sensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceBlock {
+    Resource(Vec<String>),
+    NotResource(Vec<String>),
+}
+
+fn malformed(msg: impl Into<String>) -> PolicyError {
+    PolicyError::Malformed(msg.into())
+}
+
+impl Policy {
+    /// Parses and validates a key policy document. Every refusal is a [`PolicyError`].
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let Json::Object(members) = json::parse(text)? else {
+            return Err(malformed("The policy document must be a JSON object"));
+        };
+        let mut version = None;
+        let mut id = None;
+        let mut statements = None;
+        for (name, value) in members {
+            match name.as_str() {
+                "Version" => {
+                    version = Some(match value {
+                        Json::String(s) if s == "2012-10-17" => Version::V2012_10_17,
+                        Json::String(s) if s == "2008-10-17" => Version::V2008_10_17,
+                        _ => return Err(malformed("Version must be \"2012-10-17\" or \"2008-10-17\"")),
+                    })
+                }
+                "Id" => match value {
+                    Json::String(s) => id = Some(s),
+                    other => return Err(malformed(format!("Id must be a string, not {}", other.kind()))),
+                },
+                "Statement" => {
+                    let list = match value {
+                        Json::Array(items) => items,
+                        obj @ Json::Object(_) => vec![obj],
+                        other => {
+                            return Err(malformed(format!(
+                                "Statement must be an object or an array, not {}",
+                                other.kind()
+                            )));
+                        }
+                    };
+                    if list.is_empty() {
+                        return Err(malformed("The policy has no statements"));
+                    }
+                    if list.len() > MAX_STATEMENTS {
+                        return Err(malformed(format!("The policy has more than {MAX_STATEMENTS} statements")));
+                    }
+                    statements = Some(list.into_iter().map(Statement::parse).collect::<Result<Vec<_>, _>>()?);
+                }
+                other => return Err(malformed(format!("Unknown policy element \"{}\"", truncate(other)))),
+            }
+        }
+        let statements = statements.ok_or_else(|| malformed("The policy has no Statement"))?;
+        Ok(Policy { version, id, statements })
+    }
+
+    /// The Version element, if present.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The Id element, if present.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The statements, in document order.
+    pub fn statements(&self) -> &[Statement] {
+        &self.statements
+    }
+}
+
+impl Statement {
+    fn parse(value: Json) -> Result<Statement, PolicyError> {
+        let Json::Object(members) = value else {
+            return Err(malformed(format!("A statement must be an object, not {}", value.kind())));
+        };
+        let mut sid = None;
+        let mut effect = None;
+        let mut principal = None;
+        let mut action = None;
+        let mut resource = None;
+        let mut conditions = Vec::new();
+        for (name, value) in members {
+            match name.as_str() {
+                "Sid" => match value {
+                    Json::String(s) => sid = Some(s),
+                    other => return Err(malformed(format!("Sid must be a string, not {}", other.kind()))),
+                },
+                "Effect" => {
+                    effect = Some(match value {
+                        Json::String(s) if s == "Allow" => Effect::Allow,
+                        Json::String(s) if s == "Deny" => Effect::Deny,
+                        _ => return Err(malformed("Effect must be \"Allow\" or \"Deny\"")),
+                    })
+                }
+                "Principal" | "NotPrincipal" => {
+                    if principal.is_some() {
+                        return Err(malformed("A statement must have exactly one of Principal and NotPrincipal"));
+                    }
+                    let entries = parse_principal(value)?;
+                    principal = Some(if name == "Principal" {
+                        PrincipalBlock::Principal(entries)
+                    } else {
+                        PrincipalBlock::NotPrincipal(entries)
+                    });
+                }
+                "Action" | "NotAction" => {
+                    if action.is_some() {
+                        return Err(malformed("A statement must have exactly one of Action and NotAction"));
+                    }
+                    let list = string_list(value, &name)?;
+                    for a in &list {
+                        check_action(a)?;
+                    }
+                    action =
+                        Some(if name == "Action" { ActionBlock::Action(list) } else { ActionBlock::NotAction(list) });
+                }
+                "Resource" | "NotResource" => {
+                    if resource.is_some() {
+                        return Err(malformed("A statement must have exactly one of Resource and NotResource"));
+                    }
+                    let list = string_list(value, &name)?;
+                    for r in &list {
+                        check_resource(r)?;
+                    }
+                    resource = Some(if name == "Resource" {
+                        ResourceBlock::Resource(list)
+                    } else {
+                        ResourceBlock::NotResource(list)
+                    });
+                }
+                "Condition" => conditions = condition::parse_block(value)?,
+                other => return Err(malformed(format!("Unknown statement element \"{}\"", truncate(other)))),
+            }
+        }
+        Ok(Statement {
+            sid,
+            effect: effect.ok_or_else(|| malformed("A statement has no Effect"))?,
+            principal: principal
+                .ok_or_else(|| malformed("A statement in a key policy must have a Principal or NotPrincipal"))?,
+            action: action.ok_or_else(|| malformed("A statement must have an Action or NotAction"))?,
+            resource: resource.ok_or_else(|| malformed("A statement must have a Resource or NotResource"))?,
+            conditions,
+        })
+    }
+
+    /// The Sid, if any.
+    pub fn sid(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+
+    /// Allow or Deny.
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// The Principal or NotPrincipal element.
+    pub fn principal(&self) -> &PrincipalBlock {
+        &self.principal
+    }
+
+    /// The Action or NotAction element.
+    pub fn action(&self) -> &ActionBlock {
+        &self.action
+    }
+
+    /// The Resource or NotResource element.
+    pub fn resource(&self) -> &ResourceBlock {
+        &self.resource
+    }
+
+    /// The conditions (all must hold).
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// Whether this statement applies to `req`: principal, action, resource and every condition match.
+    pub fn matches(&self, req: &RequestContext) -> bool {
+        self.principal.matches(req)
+            && self.action.matches(req.action())
+            && self.resource.matches(req.resource())
+            && self.conditions.iter().all(|c| c.evaluate(req))
+    }
+}
+
+impl PrincipalBlock {
+    fn matches(&self, req: &RequestContext) -> bool {
+        match self {
+            PrincipalBlock::Principal(list) => list.iter().any(|p| p.matches(req)),
+            PrincipalBlock::NotPrincipal(list) => !list.iter().any(|p| p.matches(req)),
+        }
+    }
+}
+
+impl PrincipalEntry {
+    /// Whether the caller in `req` is this principal.
+    pub fn matches(&self, req: &RequestContext) -> bool {
+        match self {
+            PrincipalEntry::Anyone => true,
+            PrincipalEntry::Account(a) => !a.is_empty() && req.principal_account() == a,
+            PrincipalEntry::Arn(arn) => arn == req.principal_arn() || role_session_matches(arn, req.principal_arn()),
+            PrincipalEntry::Other { .. } => false,
+        }
+    }
+}
+
+/// Whether `caller` (`arn:P:sts::A:assumed-role/ROLE/SESSION`) is a session of the role `role`
+/// (`arn:P:iam::A:role/[PATH/]ROLE`).
+fn role_session_matches(role: &str, caller: &str) -> bool {
+    let r: Vec<&str> = role.splitn(6, ':').collect();
+    let c: Vec<&str> = caller.splitn(6, ':').collect();
+    let (["arn", rp, "iam", "", ra, rres], ["arn", cp, "sts", "", ca, cres]) = (r.as_slice(), c.as_slice()) else {
+        return false;
+    };
+    let (Some(role_path), Some(session)) = (rres.strip_prefix("role/"), cres.strip_prefix("assumed-role/")) else {
+        return false;
+    };
+    let role_name = role_path.rsplit('/').next().unwrap_or(role_path);
+    let Some((session_role, session_name)) = session.split_once('/') else {
+        return false;
+    };
+    rp == cp && ra == ca && !role_name.is_empty() && role_name == session_role && !session_name.is_empty()
+}
+
+impl ActionBlock {
+    fn matches(&self, action: &str) -> bool {
+        let any = |list: &[String]| list.iter().any(|p| wildcard::matches_ignore_case(p, action));
+        match self {
+            ActionBlock::Action(list) => any(list),
+            ActionBlock::NotAction(list) => !any(list),
+        }
+    }
+}
+
+impl ResourceBlock {
+    fn matches(&self, resource: &str) -> bool {
+        let any = |list: &[String]| list.iter().any(|p| wildcard::matches(p, resource));
+        match self {
+            ResourceBlock::Resource(list) => any(list),
+            ResourceBlock::NotResource(list) => !any(list),
+        }
+    }
+}
+
+/// A string or a non-empty array of strings.
+fn string_list(value: Json, element: &str) -> Result<Vec<String>, PolicyError> {
+    match value {
+        Json::String(s) => Ok(vec![s]),
+        Json::Array(items) if !items.is_empty() => items
+            .into_iter()
+            .map(|v| match v {
+                Json::String(s) => Ok(s),
+                other => Err(malformed(format!("{element} must hold strings, not {}", other.kind()))),
+            })
+            .collect(),
+        Json::Array(_) => Err(malformed(format!("{element} must not be empty"))),
+        other => Err(malformed(format!("{element} must be a string or an array of strings, not {}", other.kind()))),
+    }
+}
+
+fn check_action(a: &str) -> Result<(), PolicyError> {
+    if a == "*" {
+        return Ok(());
+    }
+    let ok = match a.split_once(':') {
+        Some((service, name)) => {
+            !service.is_empty()
+                && service.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?')
+        }
+        None => false,
+    };
+    if ok { Ok(()) } else { Err(malformed(format!("Invalid action \"{}\"", truncate(a)))) }
+}
+
+fn check_resource(r: &str) -> Result<(), PolicyError> {
+    if r == "*" || (r.starts_with("arn:") && r.len() > 4) {
+        Ok(())
+    } else {
+        Err(malformed(format!("Invalid resource \"{}\": must be \"*\" or an ARN", truncate(r))))
+    }
+}
+
+fn parse_principal(value: Json) -> Result<Vec<PrincipalEntry>, PolicyError> {
+    match value {
+        Json::String(s) if s == "*" => Ok(vec![PrincipalEntry::Anyone]),
+        Json::Object(members) if !members.is_empty() => {
+            let mut out = Vec::new();
+            for (kind, v) in members {
+                let list = string_list(v, &format!("Principal {}", truncate(&kind)))?;
+                match kind.as_str() {
+                    "AWS" => {
+                        for p in list {
+                            out.push(aws_principal(&p)?);
+                        }
+                    }
+                    "Service" | "Federated" | "CanonicalUser" => {
+                        for p in list {
+                            if p.is_empty() {
+                                return Err(malformed(format!("Empty {kind} principal")));
+                            }
+                            out.push(PrincipalEntry::Other { kind: kind.clone(), value: p });
+                        }
+                    }
+                    other => return Err(malformed(format!("Unknown principal type \"{}\"", truncate(other)))),
+                }
+            }
+            Ok(out)
+        }
+        _ => {
+            Err(malformed("Principal must be \"*\" or an object such as {\"AWS\": \"arn:aws:iam::111122223333:root\"}"))
+        }
+    }
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn aws_principal(p: &str) -> Result<PrincipalEntry, PolicyError> {
+    if p == "*" {
+        return Ok(PrincipalEntry::Anyone);
+    }
+    if is_account_id(p) {
+        return Ok(PrincipalEntry::Account(p.to_owned()));
+    }
+    let bad = || malformed(format!("Invalid principal \"{}\"", truncate(p)));
+    let parts: Vec<&str> = p.splitn(6, ':').collect();
+    let ["arn", partition, service, "", account, resource] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if partition.is_empty() || !matches!(*service, "iam" | "sts") || !is_account_id(account) || resource.is_empty() {
+        return Err(bad());
+    }
+    if wildcard::has_wildcard(p) {
+        return Err(malformed(format!("Wildcards are not allowed in principal ARNs: \"{}\"", truncate(p))));
+    }
+    if *service == "iam" && *resource == "root" {
+        return Ok(PrincipalEntry::Account((*account).to_owned()));
+    }
+    Ok(PrincipalEntry::Arn(p.to_owned()))
+}

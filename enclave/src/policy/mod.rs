@@ -1,0 +1,231 @@
+//! Key policies: parsing and evaluation with IAM's logic, as AWS KMS applies key policies.
+//!
+//! Pure and self-contained: [`Policy::parse`] reads a key policy document (bounded: 32 KiB, nesting depth 32, no
+//! duplicate member names, unknown elements refused) into typed statements, and [`evaluate`] decides one request,
+//! described by a [`RequestContext`], against it:
+//!
+//! 1. an explicit `Deny` whose Principal, Action, Resource and Condition all match wins ([`Decision::Deny`]);
+//! 2. otherwise an `Allow` that matches the same way allows ([`Decision::Allow`]);
+//! 3. otherwise the request is implicitly denied ([`Decision::NotAllowed`]).
+//!
+//! Both denials map to `AccessDeniedException`; the distinction is for logs and tests.
+//!
+//! Matching rules (IAM's where IAM documents them):
+//! - Principal `"*"`, `{"AWS": "*"}`, a 12-digit account id or `arn:PARTITION:iam::ACCOUNT:root` (every principal of
+//!   that account), or an IAM/STS ARN compared exactly (a role ARN also matches that role's `assumed-role` sessions).
+//!   `Service`, `Federated` and `CanonicalUser` principals are accepted and never match a caller of this service.
+//!   Wildcards inside a principal ARN are refused, as IAM refuses them.
+//! - Actions: `*` and `?` wildcards, case-insensitive. Resources: `*` and `?` wildcards, case-sensitive.
+//! - Condition keys are case-insensitive (also the KEY of `kms:EncryptionContext:KEY`); values are compared as the
+//!   operator says. Values of one key are ORed, keys in one operator block and operator blocks are ANDed.
+//! - Policy variables (`${aws:username}`) are not expanded: they are matched literally.
+
+mod condition;
+mod document;
+mod json;
+pub mod wildcard;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+pub use condition::{Condition, Operator, SetQualifier};
+pub use document::{ActionBlock, Effect, Policy, PrincipalBlock, PrincipalEntry, ResourceBlock, Statement, Version};
+pub use json::{MAX_DEPTH, MAX_POLICY_BYTES};
+
+/// Why a policy document was refused. Every variant is `MalformedPolicyDocumentException` to the caller; messages
+/// name the offending element but never echo long values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The document is longer than [`MAX_POLICY_BYTES`].
+    #[error("The policy document is {len} bytes; the limit is {max}")]
+    TooLarge { len: usize, max: usize },
+    /// Arrays and objects are nested deeper than [`MAX_DEPTH`].
+    #[error("The policy document is nested deeper than {max} levels")]
+    TooDeep { max: usize },
+    /// Not JSON, or JSON that is not a valid key policy.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<PolicyError> for crate::error::Error {
+    fn from(e: PolicyError) -> Self {
+        crate::error::Error::MalformedPolicyDocument(e.to_string())
+    }
+}
+
+/// The outcome of evaluating a request against a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// A matching Allow statement and no matching Deny statement.
+    Allow,
+    /// A matching Deny statement (explicit deny; overrides every Allow).
+    Deny,
+    /// No statement matched (implicit deny).
+    NotAllowed,
+}
+
+impl Decision {
+    /// Whether the request may proceed.
+    pub fn is_allowed(self) -> bool {
+        self == Decision::Allow
+    }
+}
+
+/// Condition-key names this module fills in or documents (lower-cased lookups make the spelling irrelevant).
+pub mod keys {
+    /// The caller's account (`RequestContext::new` sets it).
+    pub const CALLER_ACCOUNT: &str = "kms:CallerAccount";
+    /// The caller's ARN (`RequestContext::new` sets it).
+    pub const PRINCIPAL_ARN: &str = "aws:PrincipalArn";
+    /// The caller's account (`RequestContext::new` sets it).
+    pub const PRINCIPAL_ACCOUNT: &str = "aws:PrincipalAccount";
+    /// Prefix of one encryption-context pair: `kms:EncryptionContext:KEY` = value.
+    pub const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:EncryptionContext:";
+    /// The encryption context's keys (multi-valued).
+    pub const ENCRYPTION_CONTEXT_KEYS: &str = "kms:EncryptionContextKeys";
+    /// The Recipient document's image hash (PCR0), lower-case hex.
+    pub const RECIPIENT_IMAGE_SHA384: &str = "kms:RecipientAttestation:ImageSha384";
+    /// Prefix of `kms:RecipientAttestation:PCR0` .. `PCR31`, lower-case hex.
+    pub const RECIPIENT_PCR_PREFIX: &str = "kms:RecipientAttestation:PCR";
+    /// The AWS service that made the request on the caller's behalf.
+    pub const VIA_SERVICE: &str = "kms:ViaService";
+    /// The alias the request named the key by.
+    pub const REQUEST_ALIAS: &str = "kms:RequestAlias";
+}
+
+/// Highest PCR index a `kms:RecipientAttestation:PCRn` key names.
+pub const MAX_RECIPIENT_PCR: u32 = 31;
+
+/// Everything a policy decision may depend on: who asks, for what, on which key, and the condition keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    principal_arn: String,
+    principal_account: String,
+    action: String,
+    resource: String,
+    /// Lower-cased condition-key name → values (an empty list is never stored: absent and empty are the same).
+    conditions: BTreeMap<String, Vec<String>>,
+}
+
+impl RequestContext {
+    /// A request by `principal_arn` (of account `principal_account`) for `action` (e.g. `kms:Decrypt`) on the key
+    /// `resource` (its ARN). Sets `aws:PrincipalArn`, `aws:PrincipalAccount` and `kms:CallerAccount`.
+    pub fn new(
+        principal_arn: impl Into<String>,
+        principal_account: impl Into<String>,
+        action: impl Into<String>,
+        resource: impl Into<String>,
+    ) -> Self {
+        let mut ctx = RequestContext {
+            principal_arn: principal_arn.into(),
+            principal_account: principal_account.into(),
+            action: action.into(),
+            resource: resource.into(),
+            conditions: BTreeMap::new(),
+        };
+        let (arn, account) = (ctx.principal_arn.clone(), ctx.principal_account.clone());
+        ctx.set(keys::PRINCIPAL_ARN, [arn]);
+        ctx.set(keys::PRINCIPAL_ACCOUNT, [account.clone()]);
+        ctx.set(keys::CALLER_ACCOUNT, [account]);
+        ctx
+    }
+
+    /// Replaces the values of condition key `key` (any spelling). An empty list removes the key.
+    pub fn set<I, S>(&mut self, key: &str, values: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let values: Vec<String> = values.into_iter().map(Into::into).collect();
+        let k = key.to_lowercase();
+        if values.is_empty() {
+            self.conditions.remove(&k);
+        } else {
+            self.conditions.insert(k, values);
+        }
+        self
+    }
+
+    /// Adds one value to condition key `key` (any spelling), keeping the values it has.
+    pub fn add(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.conditions.entry(key.to_lowercase()).or_default().push(value.into());
+        self
+    }
+
+    /// Builder form of [`RequestContext::set`].
+    pub fn with<I, S>(mut self, key: &str, values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.set(key, values);
+        self
+    }
+
+    /// Sets `kms:EncryptionContext:KEY` for every pair and `kms:EncryptionContextKeys` to the keys. Two context keys
+    /// that differ only in case land on the same condition key, which then has both values.
+    pub fn with_encryption_context(mut self, ctx: &BTreeMap<String, String>) -> Self {
+        for (k, v) in ctx {
+            self.add(&format!("{}{k}", keys::ENCRYPTION_CONTEXT_PREFIX), v.clone());
+        }
+        self.set(keys::ENCRYPTION_CONTEXT_KEYS, ctx.keys().cloned());
+        self
+    }
+
+    /// Sets the `kms:RecipientAttestation:*` keys from a *verified* Recipient document's PCRs: `ImageSha384` from
+    /// PCR0 and `PCRn` for n ≤ 31, as lower-case hex. Call it only after the document has been verified; a request
+    /// without a Recipient simply has none of these keys.
+    pub fn with_recipient_pcrs(mut self, pcrs: &BTreeMap<u32, Vec<u8>>) -> Self {
+        for (i, v) in pcrs.range(..=MAX_RECIPIENT_PCR) {
+            let h = hex::encode(v);
+            if *i == 0 {
+                self.set(keys::RECIPIENT_IMAGE_SHA384, [h.clone()]);
+            }
+            self.set(&format!("{}{i}", keys::RECIPIENT_PCR_PREFIX), [h]);
+        }
+        self
+    }
+
+    /// The caller's ARN.
+    pub fn principal_arn(&self) -> &str {
+        &self.principal_arn
+    }
+
+    /// The caller's account.
+    pub fn principal_account(&self) -> &str {
+        &self.principal_account
+    }
+
+    /// The action, e.g. `kms:Decrypt`.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The key's ARN.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The values of condition key `key` (any spelling); `None` when the key is absent.
+    pub fn values(&self, key: &str) -> Option<&[String]> {
+        self.conditions.get(&key.to_lowercase()).map(Vec::as_slice).filter(|v| !v.is_empty())
+    }
+}
+
+/// Decides `request` against `policy`: explicit Deny, else Allow, else NotAllowed.
+pub fn evaluate(policy: &Policy, request: &RequestContext) -> Decision {
+    let mut allowed = false;
+    for st in policy.statements() {
+        if !st.matches(request) {
+            continue;
+        }
+        match st.effect() {
+            Effect::Deny => return Decision::Deny,
+            Effect::Allow => allowed = true,
+        }
+    }
+    if allowed { Decision::Allow } else { Decision::NotAllowed }
+}

@@ -1,0 +1,106 @@
+//! Runs kms-loadgen against the real `kms-host dev` (simulator mode) for each operation and checks the JSON report.
+//!
+//! Needs `kms-host` and `kms-enclave` built (scripts/test builds every binary first): found through KMS_HOST_BIN, else
+//! beside the test executable's target directory (target/debug/deps/../kms-host), else CARGO_TARGET_DIR/debug.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn host_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("KMS_HOST_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut candidates = Vec::new();
+    if let Some(deps) = exe.parent()
+        && let Some(profile) = deps.parent()
+    {
+        candidates.push(profile.join("kms-host"));
+    }
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("debug").join("kms-host"));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kms-host"));
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("kms-host not found; build it first: cargo build -p kms-host -p kms-enclave (or set KMS_HOST_BIN)")
+    })
+}
+
+/// Stops the host with SIGTERM when dropped (also when an assertion fails).
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_op_runs_without_errors_against_kms_host_dev() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(host_binary())
+        .args(["dev", "--data-dir"])
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let host = Host(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep reading so the host never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("ready: ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let endpoint = rx.recv_timeout(Duration::from_secs(60)).expect("kms-host printed no ready line");
+    assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+    let credentials = data.path().join("credentials");
+    let ca = data.path().join("ca.pem");
+    assert!(credentials.is_file() && ca.is_file());
+
+    for op in ["encrypt", "decrypt", "generate-data-key"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
+            .args(["--endpoint", &endpoint, "--ca"])
+            .arg(&ca)
+            .args(["--connections", "2", "--duration", "2", "--warmup", "0.2", "--op", op, "--json"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{op}: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(report["op"], op);
+        assert_eq!(report["errors"], 0, "{report}");
+        assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["connections"], 2);
+        for field in ["requests_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "duration_s"] {
+            assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+        }
+        assert!(report["p50_ms"].as_f64() <= report["p99_ms"].as_f64());
+    }
+    drop(host);
+}

@@ -10,6 +10,7 @@
 
 pub mod aliases;
 pub mod boot;
+pub mod calendar;
 pub mod cmd;
 pub mod credentials;
 pub mod crypto;

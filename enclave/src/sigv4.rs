@@ -25,6 +25,7 @@
 //! Nothing in this module puts the secret key, the derived signing key or the
 //! expected signature into an error message or `Debug` output.
 
+use crate::calendar;
 use core::fmt::{self, Write as _};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -725,63 +726,25 @@ fn four_digits(a: u8, b: u8, c: u8, d: u8) -> Option<u32> {
     Some(two_digits(a, b)? * 100 + two_digits(c, d)?)
 }
 
-fn is_leap(year: u32) -> bool {
-    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant).
-fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day) for days since 1970-01-01 (H. Hinnant).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn format_amz_date(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = calendar::civil_from_days(days);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
 fn timestamp_from_parts(year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Option<Timestamp> {
     if !(1..=12).contains(&month)
         || day == 0
-        || day > days_in_month(year, month)
+        || i64::from(day) > calendar::days_in_month(i64::from(year), i64::from(month))
         || hour > 23
         || minute > 59
         || second > 59
     {
         return None;
     }
-    let unix = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    let unix = calendar::days_from_civil(i64::from(year), i64::from(month), i64::from(day)) * 86_400
+        + i64::from(hour * 3600 + minute * 60 + second);
     Some(Timestamp { amz: format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"), unix })
 }
 

@@ -3,6 +3,7 @@
 use super::json::{Json, truncate};
 use super::wildcard;
 use super::{PolicyError, RequestContext};
+use crate::calendar;
 
 /// `ForAnyValue:` / `ForAllValues:` or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,10 +325,10 @@ pub(crate) fn parse_date(s: &str) -> Option<i128> {
     }
     let month = num(5, 2)?;
     let day = num(8, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+    if !(1..=12).contains(&month) || day < 1 || day > calendar::days_in_month(year, month) {
         return None;
     }
-    let mut secs = days_from_civil(year, month, day) * 86_400;
+    let mut secs = calendar::days_from_civil(year, month, day) * 86_400;
     let mut nanos: i128 = 0;
     let mut i = 10;
     if matches!(at(i), Some(b'T' | b't')) {
@@ -390,28 +391,4 @@ pub(crate) fn parse_date(s: &str) -> Option<i128> {
         return None;
     }
     Some(i128::from(secs) * NS + nanos)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(y) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }

@@ -9,6 +9,7 @@
 //! reaches the outside only through the streams in [`transport`]: vsock in production, Unix sockets in simulator mode.
 
 pub mod aliases;
+pub mod asym;
 pub mod boot;
 pub mod calendar;
 pub mod cmd;

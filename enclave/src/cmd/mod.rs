@@ -336,6 +336,18 @@ mod tests {
     }
 
     #[test]
+    fn contexts_with_keys_equal_but_for_case_are_refused() {
+        let ctx = |pairs: &[(&str, &str)]| -> Context {
+            Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        assert!(check_context(&ctx(&[("Tenant", "a"), ("tenant", "b")])).is_err());
+        assert!(check_context(&ctx(&[("ÄB", "a"), ("äb", "b")])).is_err());
+        assert!(check_context(&ctx(&[("Tenant", "a"), ("Tenant2", "b")])).is_ok());
+        assert!(check_context(&ctx(&[("Tenant", "a")])).is_ok());
+        assert!(check_context(&None).is_ok());
+    }
+
+    #[test]
     fn limits() {
         assert_eq!(page_limit(None, 100, 1000).unwrap(), 100);
         assert!(page_limit(Some(0), 100, 1000).is_err());

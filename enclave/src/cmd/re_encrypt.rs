@@ -45,15 +45,16 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     check_symmetric_algorithm(&req.source_encryption_algorithm)?;
     check_symmetric_algorithm(&req.destination_encryption_algorithm)?;
     let (source, header) = source_key(svc, &blob, req.source_key_id.as_deref()).await?;
-    let same_key = |dest: &crate::keys::Key| if dest.uuid == source.uuid { "true" } else { "false" };
+    let destination = super::resolve(svc, &destination_id).await?;
+    let on_same_key = if destination.uuid == source.uuid { "true" } else { "false" };
     crate::authz::authorize(svc, caller, &source, "kms:ReEncryptFrom", |c| {
-        c.encryption_context(&req.source_encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        c.encryption_context(&req.source_encryption_context)
+            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+            .set("kms:ReEncryptOnSameKey", on_same_key);
         if let Some(named) = req.source_key_id.as_deref() {
             c.request_alias(named, &svc.scope);
         }
     })?;
-    let destination = super::resolve(svc, &destination_id).await?;
-    let on_same_key = same_key(&destination);
     crate::authz::authorize(svc, caller, &destination, "kms:ReEncryptTo", |c| {
         c.encryption_context(&req.destination_encryption_context)
             .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")

@@ -10,6 +10,7 @@
 
 pub mod aliases;
 pub mod asym;
+pub mod authz;
 pub mod boot;
 pub mod calendar;
 pub mod cmd;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod policy;
+pub mod principals;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -366,6 +366,8 @@ pub struct PrivateKey {
     spec: PairSpec,
     public_spki: Vec<u8>,
     inner: Inner,
+    /// The public key parsed once per signing algorithm of the spec, so Verify does not parse it every time.
+    verifiers: Vec<(SigningAlgorithm, signature::ParsedPublicKey)>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -413,7 +415,13 @@ impl PrivateKey {
             };
             (Inner::Ec { sign, agree }, spki)
         };
-        Ok(PrivateKey { spec, public_spki: spki.as_ref().to_vec(), inner })
+        let mut verifiers = Vec::with_capacity(spec.signing_algorithms().len());
+        for &alg in spec.signing_algorithms() {
+            let parsed = signature::ParsedPublicKey::new(verification_algorithm(spec, alg)?, spki.as_ref())
+                .map_err(|_| AsymError::BadKey)?;
+            verifiers.push((alg, parsed));
+        }
+        Ok(PrivateKey { spec, public_spki: spki.as_ref().to_vec(), inner, verifiers })
     }
 
     /// The key spec.
@@ -452,7 +460,10 @@ impl PrivateKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, AsymError> {
-        verify(self.spec, &self.public_spki, alg, message_type, message, signature)
+        check_pairing(self.spec, alg)?;
+        let digest = to_digest(alg, message_type, message)?;
+        let (_, parsed) = self.verifiers.iter().find(|(a, _)| *a == alg).ok_or(AsymError::AlgorithmMismatch)?;
+        Ok(parsed.verify_digest_sig(&digest, signature).is_ok())
     }
 
     /// RSAES-OAEP decryption. Any failure is the opaque [`AsymError::Crypto`] (no padding oracle).
@@ -532,19 +543,26 @@ pub fn verify(
 ) -> Result<bool, AsymError> {
     check_pairing(spec, alg)?;
     let digest = to_digest(alg, message_type, message)?;
-    let ok = if let Some(params) = alg.rsa_parameters() {
-        UnparsedPublicKey::new(params, public_spki).verify_digest(&digest, signature).is_ok()
-    } else {
-        let valg: &'static signature::EcdsaVerificationAlgorithm = match spec {
-            PairSpec::EccNistP256 => &signature::ECDSA_P256_SHA256_ASN1,
-            PairSpec::EccNistP384 => &signature::ECDSA_P384_SHA384_ASN1,
-            PairSpec::EccNistP521 => &signature::ECDSA_P521_SHA512_ASN1,
-            PairSpec::EccSecgP256k1 => &signature::ECDSA_P256K1_SHA256_ASN1,
-            _ => return Err(AsymError::AlgorithmMismatch),
-        };
-        UnparsedPublicKey::new(valg, public_spki).verify_digest(&digest, signature).is_ok()
-    };
-    Ok(ok)
+    Ok(UnparsedPublicKey::new(verification_algorithm(spec, alg)?, public_spki)
+        .verify_digest(&digest, signature)
+        .is_ok())
+}
+
+/// aws-lc-rs's verification algorithm for a (checked) pairing of spec and signing algorithm.
+fn verification_algorithm(
+    spec: PairSpec,
+    alg: SigningAlgorithm,
+) -> Result<&'static dyn signature::VerificationAlgorithm, AsymError> {
+    if let Some(params) = alg.rsa_parameters() {
+        return Ok(params);
+    }
+    match spec {
+        PairSpec::EccNistP256 => Ok(&signature::ECDSA_P256_SHA256_ASN1),
+        PairSpec::EccNistP384 => Ok(&signature::ECDSA_P384_SHA384_ASN1),
+        PairSpec::EccNistP521 => Ok(&signature::ECDSA_P521_SHA512_ASN1),
+        PairSpec::EccSecgP256k1 => Ok(&signature::ECDSA_P256K1_SHA256_ASN1),
+        _ => Err(AsymError::AlgorithmMismatch),
+    }
 }
 
 /// RSAES-OAEP encryption to a DER SubjectPublicKeyInfo (tests, and clients of GetPublicKey do the same).

@@ -55,6 +55,12 @@ pub enum Error {
     /// The key cannot be used this way.
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// Verify: the signature does not verify.
+    #[error("The signature is not valid for this message, key and signing algorithm.")]
+    KmsInvalidSignature,
+    /// VerifyMac: the MAC does not verify.
+    #[error("The MAC is not valid for this message, key and MAC algorithm.")]
+    KmsInvalidMac,
     /// A key policy that is not a valid policy document.
     #[error("{0}")]
     MalformedPolicyDocument(String),
@@ -101,6 +107,8 @@ pub enum ErrorCode {
     ExpiredImportTokenException,
     IncorrectKeyMaterialException,
     InvalidKeyUsageException,
+    KMSInvalidSignatureException,
+    KMSInvalidMacException,
     MalformedPolicyDocumentException,
     DryRunOperationException,
     SerializationException,
@@ -133,6 +141,8 @@ impl ErrorCode {
             ErrorCode::ExpiredImportTokenException => "ExpiredImportTokenException",
             ErrorCode::IncorrectKeyMaterialException => "IncorrectKeyMaterialException",
             ErrorCode::InvalidKeyUsageException => "InvalidKeyUsageException",
+            ErrorCode::KMSInvalidSignatureException => "KMSInvalidSignatureException",
+            ErrorCode::KMSInvalidMacException => "KMSInvalidMacException",
             ErrorCode::MalformedPolicyDocumentException => "MalformedPolicyDocumentException",
             ErrorCode::DryRunOperationException => "DryRunOperationException",
             ErrorCode::SerializationException => "SerializationException",
@@ -176,6 +186,8 @@ impl Error {
             Error::ExpiredImportToken(_) => ErrorCode::ExpiredImportTokenException,
             Error::IncorrectKeyMaterial(_) => ErrorCode::IncorrectKeyMaterialException,
             Error::InvalidKeyUsage(_) => ErrorCode::InvalidKeyUsageException,
+            Error::KmsInvalidSignature => ErrorCode::KMSInvalidSignatureException,
+            Error::KmsInvalidMac => ErrorCode::KMSInvalidMacException,
             Error::MalformedPolicyDocument(_) => ErrorCode::MalformedPolicyDocumentException,
             Error::DryRunOperation => ErrorCode::DryRunOperationException,
             Error::Serialization(_) => ErrorCode::SerializationException,

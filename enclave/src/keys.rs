@@ -1,5 +1,6 @@
 //! KMS keys: metadata, backing keys, sealing to records, and the bounded in-enclave cache.
 
+use crate::asym::{self, HmacKey, HmacSpec, PairSpec, PrivateKey};
 use crate::error::Error;
 use crate::ids::Scope;
 use crate::secret::Key256;
@@ -17,6 +18,24 @@ use zeroize::{Zeroize, Zeroizing};
 pub enum KeyUsage {
     #[serde(rename = "ENCRYPT_DECRYPT")]
     EncryptDecrypt,
+    #[serde(rename = "SIGN_VERIFY")]
+    SignVerify,
+    #[serde(rename = "GENERATE_VERIFY_MAC")]
+    GenerateVerifyMac,
+    #[serde(rename = "KEY_AGREEMENT")]
+    KeyAgreement,
+}
+
+impl KeyUsage {
+    /// AWS's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyUsage::EncryptDecrypt => "ENCRYPT_DECRYPT",
+            KeyUsage::SignVerify => "SIGN_VERIFY",
+            KeyUsage::GenerateVerifyMac => "GENERATE_VERIFY_MAC",
+            KeyUsage::KeyAgreement => "KEY_AGREEMENT",
+        }
+    }
 }
 
 /// Key spec.
@@ -25,6 +44,86 @@ pub enum KeyUsage {
 pub enum KeySpec {
     #[serde(rename = "SYMMETRIC_DEFAULT")]
     SymmetricDefault,
+    #[serde(rename = "RSA_2048")]
+    Rsa2048,
+    #[serde(rename = "RSA_3072")]
+    Rsa3072,
+    #[serde(rename = "RSA_4096")]
+    Rsa4096,
+    #[serde(rename = "ECC_NIST_P256")]
+    EccNistP256,
+    #[serde(rename = "ECC_NIST_P384")]
+    EccNistP384,
+    #[serde(rename = "ECC_NIST_P521")]
+    EccNistP521,
+    #[serde(rename = "ECC_SECG_P256K1")]
+    EccSecgP256k1,
+    #[serde(rename = "HMAC_224")]
+    Hmac224,
+    #[serde(rename = "HMAC_256")]
+    Hmac256,
+    #[serde(rename = "HMAC_384")]
+    Hmac384,
+    #[serde(rename = "HMAC_512")]
+    Hmac512,
+}
+
+impl KeySpec {
+    /// The key pair spec of an asymmetric key.
+    pub fn pair(self) -> Option<PairSpec> {
+        match self {
+            KeySpec::Rsa2048 => Some(PairSpec::Rsa2048),
+            KeySpec::Rsa3072 => Some(PairSpec::Rsa3072),
+            KeySpec::Rsa4096 => Some(PairSpec::Rsa4096),
+            KeySpec::EccNistP256 => Some(PairSpec::EccNistP256),
+            KeySpec::EccNistP384 => Some(PairSpec::EccNistP384),
+            KeySpec::EccNistP521 => Some(PairSpec::EccNistP521),
+            KeySpec::EccSecgP256k1 => Some(PairSpec::EccSecgP256k1),
+            _ => None,
+        }
+    }
+
+    /// The HMAC spec of an HMAC key.
+    pub fn hmac(self) -> Option<HmacSpec> {
+        match self {
+            KeySpec::Hmac224 => Some(HmacSpec::Hmac224),
+            KeySpec::Hmac256 => Some(HmacSpec::Hmac256),
+            KeySpec::Hmac384 => Some(HmacSpec::Hmac384),
+            KeySpec::Hmac512 => Some(HmacSpec::Hmac512),
+            _ => None,
+        }
+    }
+
+    /// The spec AWS names `name`.
+    pub fn from_name(name: &str) -> Option<KeySpec> {
+        const ALL: [KeySpec; 12] = [
+            KeySpec::SymmetricDefault,
+            KeySpec::Rsa2048,
+            KeySpec::Rsa3072,
+            KeySpec::Rsa4096,
+            KeySpec::EccNistP256,
+            KeySpec::EccNistP384,
+            KeySpec::EccNistP521,
+            KeySpec::EccSecgP256k1,
+            KeySpec::Hmac224,
+            KeySpec::Hmac256,
+            KeySpec::Hmac384,
+            KeySpec::Hmac512,
+        ];
+        ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// AWS's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySpec::SymmetricDefault => "SYMMETRIC_DEFAULT",
+            KeySpec::Hmac224 => "HMAC_224",
+            KeySpec::Hmac256 => "HMAC_256",
+            KeySpec::Hmac384 => "HMAC_384",
+            KeySpec::Hmac512 => "HMAC_512",
+            other => other.pair().map_or("SYMMETRIC_DEFAULT", PairSpec::name),
+        }
+    }
 }
 
 /// Key state.
@@ -131,12 +230,66 @@ struct MaterialIn {
 struct KeyBodyOut<'a> {
     meta: &'a KeyMeta,
     materials: Vec<MaterialOut<'a>>,
+    /// The private key (PKCS#8 DER) of an asymmetric key, or the secret of an HMAC key.
+    #[serde(with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    private: Option<&'a [u8]>,
 }
 
 #[derive(Deserialize)]
 struct KeyBodyIn {
     meta: KeyMeta,
     materials: Vec<MaterialIn>,
+    /// Absent in records written before asymmetric keys existed.
+    #[serde(default, with = "serde_bytes")]
+    private: Option<Vec<u8>>,
+}
+
+/// The secret of an asymmetric or HMAC key: the stored bytes and, for key pairs, the parsed key (parsed once per
+/// cache fill). Shared between copies of a key (`Arc`), zeroized when the last goes.
+pub enum Secret {
+    /// A key pair: PKCS#8 DER and the parsed private key.
+    Pair { pkcs8: Zeroizing<Vec<u8>>, key: PrivateKey },
+    /// An HMAC key.
+    Hmac(HmacKey),
+}
+
+impl Secret {
+    fn stored(&self) -> &[u8] {
+        match self {
+            Secret::Pair { pkcs8, .. } => pkcs8,
+            Secret::Hmac(k) => k.expose_secret(),
+        }
+    }
+
+    /// Parses stored bytes by the key's spec.
+    fn open(spec: KeySpec, bytes: &[u8]) -> Result<Option<Secret>, asym::AsymError> {
+        if let Some(pair) = spec.pair() {
+            let key = PrivateKey::from_pkcs8(pair, bytes)?;
+            return Ok(Some(Secret::Pair { pkcs8: Zeroizing::new(bytes.to_vec()), key }));
+        }
+        if let Some(h) = spec.hmac() {
+            return Ok(Some(Secret::Hmac(HmacKey::from_bytes(h, bytes)?)));
+        }
+        Ok(None)
+    }
+
+    /// Fresh material for a key of `spec` (None for symmetric keys, which use backing keys). Key-pair generation
+    /// (seconds for RSA-4096) runs off the async workers.
+    pub async fn generate(spec: KeySpec) -> Result<Option<Secret>, Error> {
+        let failed = |e: asym::AsymError| Error::Internal(format!("key generation: {e}"));
+        if let Some(pair) = spec.pair() {
+            let generated = tokio::task::spawn_blocking(move || asym::generate_pair(pair))
+                .await
+                .map_err(|_| Error::Internal("key generation task failed".into()))?
+                .map_err(failed)?;
+            let key = PrivateKey::from_pkcs8(pair, &generated.private_pkcs8).map_err(failed)?;
+            return Ok(Some(Secret::Pair { pkcs8: generated.private_pkcs8, key }));
+        }
+        if let Some(h) = spec.hmac() {
+            return Ok(Some(Secret::Hmac(HmacKey::generate(h).map_err(failed)?)));
+        }
+        Ok(None)
+    }
 }
 
 /// A KMS key in enclave memory.
@@ -146,6 +299,7 @@ pub struct Key {
     pub arn: String,
     pub record_version: u64,
     materials: Vec<(u32, Key256)>,
+    secret: Option<Arc<Secret>>,
 }
 
 impl std::fmt::Debug for Key {
@@ -155,6 +309,27 @@ impl std::fmt::Debug for Key {
 }
 
 impl Key {
+    /// The private key of an asymmetric key.
+    pub fn pair(&self) -> Option<&PrivateKey> {
+        match self.secret.as_deref() {
+            Some(Secret::Pair { key, .. }) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The secret of an HMAC key.
+    pub fn hmac(&self) -> Option<&HmacKey> {
+        match self.secret.as_deref() {
+            Some(Secret::Hmac(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a symmetric encryption key (the only kind with backing keys, rotation and ciphertext blobs).
+    pub fn is_symmetric(&self) -> bool {
+        self.meta.key_spec == KeySpec::SymmetricDefault
+    }
+
     /// Whether cryptographic operations may use this key; the key-state table's answer otherwise.
     pub fn check_usable(&self) -> Result<(), Error> {
         match self.meta.key_state {
@@ -224,6 +399,7 @@ impl Key {
             arn: self.arn.clone(),
             record_version: self.record_version,
             materials: self.materials.iter().map(|(v, k)| (*v, Key256::from_array(*k.expose_secret()))).collect(),
+            secret: self.secret.clone(),
         }
     }
 
@@ -245,6 +421,7 @@ impl Key {
                 .iter()
                 .map(|(v, k)| MaterialOut { version: *v, secret: k.expose_secret() })
                 .collect(),
+            private: self.secret.as_deref().map(Secret::stored),
         };
         let mut out = Zeroizing::new(Vec::with_capacity(512));
         ciborium::into_writer(&body, &mut *out).map_err(|e| StoreError::Encode(e.to_string()))?;
@@ -252,6 +429,12 @@ impl Key {
     }
 
     fn decode(bytes: &[u8], record_version: u64, scope: &Scope) -> Result<Key, StoreError> {
+        Key::decode_with(bytes, record_version, scope, true)
+    }
+
+    /// Decodes a record; without `open_secret` an asymmetric or HMAC key's private material is not parsed (listing
+    /// and sweeping need only the metadata, and parsing an RSA key costs milliseconds).
+    fn decode_with(bytes: &[u8], record_version: u64, scope: &Scope, open_secret: bool) -> Result<Key, StoreError> {
         let bad = |why| StoreError::Integrity { kind: RecordKind::Key, id: String::new(), why };
         let body: KeyBodyIn = ciborium::from_reader(bytes).map_err(|_| bad("undecodable key record"))?;
         let mut materials = Vec::with_capacity(body.materials.len());
@@ -261,7 +444,18 @@ impl Key {
             materials.push((m.version, k.ok_or(bad("backing key of wrong length"))?));
         }
         let uuid = crate::ids::parse_uuid(&body.meta.key_id).ok_or(bad("bad key id"))?;
-        Ok(Key { arn: scope.key_arn(&body.meta.key_id), uuid, meta: body.meta, record_version, materials })
+        let secret = match body.private.map(Zeroizing::new) {
+            Some(_) if !open_secret => None,
+            Some(bytes) => {
+                Secret::open(body.meta.key_spec, &bytes).map_err(|_| bad("private key does not fit its spec"))?
+            }
+            None if open_secret && body.meta.key_spec != KeySpec::SymmetricDefault => {
+                return Err(bad("asymmetric key without material"));
+            }
+            None => None,
+        }
+        .map(Arc::new);
+        Ok(Key { arn: scope.key_arn(&body.meta.key_id), uuid, meta: body.meta, record_version, materials, secret })
     }
 }
 
@@ -459,7 +653,7 @@ impl Keyring {
         loop {
             let (records, more) = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
             for (id, opened) in &records {
-                let key = Key::decode(&opened.body, opened.version, &self.scope)?;
+                let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
                 if key.deletion_due(self.clock.now_secs()) {
                     self.destroy(&key).await?;
                     destroyed += 1;
@@ -479,14 +673,13 @@ impl Keyring {
     /// Creates a key with fresh backing material (version 1) and stores it durably before returning.
     pub async fn create(&self, meta: KeyMeta) -> Result<Arc<Key>, Error> {
         let uuid = crate::ids::parse_uuid(&meta.key_id).ok_or_else(|| Error::Internal("bad new key id".into()))?;
-        let material = Key256::generate().map_err(|_| Error::Internal("random source failed".into()))?;
-        let mut key = Key {
-            arn: self.scope.key_arn(&meta.key_id),
-            uuid,
-            meta,
-            record_version: 0,
-            materials: vec![(1, material)],
+        let secret = Secret::generate(meta.key_spec).await?.map(Arc::new);
+        let materials = if secret.is_some() {
+            Vec::new()
+        } else {
+            vec![(1, Key256::generate().map_err(|_| Error::Internal("random source failed".into()))?)]
         };
+        let mut key = Key { arn: self.scope.key_arn(&meta.key_id), uuid, meta, record_version: 0, materials, secret };
         let body = key.encode()?;
         key.record_version = self.records.put(RecordKind::Key, &key.meta.key_id, None, &body).await?;
         let key = Arc::new(key);
@@ -499,7 +692,7 @@ impl Keyring {
         let (records, more) = self.records.list(RecordKind::Key, after, limit).await?;
         let mut ids = Vec::with_capacity(records.len());
         for (id, opened) in records {
-            let key = Key::decode(&opened.body, opened.version, &self.scope)?;
+            let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
             if key.meta.key_id != id {
                 return Err(Error::Internal(format!("key record {id} names another key")));
             }
@@ -522,9 +715,8 @@ mod tests {
         Scope { region: "us-east-1".into(), account_id: "000000000000".into() }
     }
 
-    #[test]
-    fn record_round_trip_keeps_material() {
-        let meta = KeyMeta {
+    fn meta_for_test() -> KeyMeta {
+        KeyMeta {
             key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
             creation_date: 1.5,
             description: "d".into(),
@@ -540,13 +732,19 @@ mod tests {
             next_rotation_date: None,
             rotations: Vec::new(),
             imported: None,
-        };
+        }
+    }
+
+    #[test]
+    fn record_round_trip_keeps_material() {
+        let meta = meta_for_test();
         let key = Key {
             arn: String::new(),
             uuid: [0; 16],
             meta,
             record_version: 1,
             materials: vec![(1, Key256::from_slice(&[5; 32]).unwrap()), (2, Key256::from_slice(&[6; 32]).unwrap())],
+            secret: None,
         };
         let bytes = key.encode().unwrap();
         let back = Key::decode(&bytes, 4, &scope()).unwrap();
@@ -556,6 +754,37 @@ mod tests {
         assert!(back.material(3).is_none());
         assert!(back.arn.ends_with("key/1234abcd-12ab-34cd-56ef-1234567890ab"));
         assert!(!format!("{back:?}").contains("5, 5"));
+    }
+
+    #[test]
+    fn asymmetric_and_hmac_records_round_trip() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for spec in [KeySpec::EccNistP256, KeySpec::Hmac384] {
+            let secret = rt.block_on(Secret::generate(spec)).unwrap().map(Arc::new);
+            let mut meta = meta_for_test();
+            meta.key_spec = spec;
+            let key = Key { arn: String::new(), uuid: [0; 16], meta, record_version: 1, materials: Vec::new(), secret };
+            let bytes = key.encode().unwrap();
+            let back = Key::decode(&bytes, 2, &scope()).unwrap();
+            assert!(back.current().is_none());
+            assert!(!back.is_symmetric());
+            match spec {
+                KeySpec::Hmac384 => {
+                    let alg = asym::MacAlgorithm::HmacSha384;
+                    let tag = key.hmac().unwrap().mac(alg, b"m").unwrap();
+                    assert!(back.hmac().unwrap().verify(alg, b"m", &tag).unwrap());
+                }
+                _ => assert_eq!(back.pair().unwrap().public_key_der(), key.pair().unwrap().public_key_der()),
+            }
+            // Listing reads the metadata without parsing the private key.
+            assert!(Key::decode_with(&bytes, 2, &scope(), false).unwrap().secret.is_none());
+        }
+        // An asymmetric key record without its material, or with material of another spec, is refused.
+        let mut meta = meta_for_test();
+        meta.key_spec = KeySpec::EccNistP384;
+        let hollow =
+            Key { arn: String::new(), uuid: [0; 16], meta, record_version: 1, materials: Vec::new(), secret: None };
+        assert!(Key::decode(&hollow.encode().unwrap(), 2, &scope()).is_err());
     }
 
     #[test]

@@ -446,11 +446,10 @@ ERROR_CASES = [
     case("alias-with-bang", "ValidationException", "create_alias", AliasName="alias/bad!char",
          TargetKeyId="KEY"),
     # UnsupportedOperationException
-    case("rsa-2048", "UnsupportedOperationException", "create_key", KeySpec="RSA_2048",
-         KeyUsage="ENCRYPT_DECRYPT"),
-    case("hmac-256", "UnsupportedOperationException", "create_key", KeySpec="HMAC_256",
-         KeyUsage="GENERATE_VERIFY_MAC"),
-    case("ecc-p256", "UnsupportedOperationException", "create_key", KeySpec="ECC_NIST_P256",
+    case("sm2", "UnsupportedOperationException", "create_key", KeySpec="SM2", KeyUsage="SIGN_VERIFY"),
+    case("ml-dsa-44", "UnsupportedOperationException", "create_key", KeySpec="ML_DSA_44",
+         KeyUsage="SIGN_VERIFY"),
+    case("ed25519", "UnsupportedOperationException", "create_key", KeySpec="ECC_NIST_EDWARDS25519",
          KeyUsage="SIGN_VERIFY"),
     # NotFoundException
     case("describe-unknown-id", "NotFoundException", "describe_key", KeyId="UNKNOWN"),
@@ -513,7 +512,9 @@ def test_bad_requests_create_nothing(kms, kms_raw, key):
         return {k["KeyId"] for k in keys}, {a["AliasName"] for a in aliases}
 
     before = state()
-    assert_client_error("UnsupportedOperationException", kms_raw.create_key, KeySpec="RSA_2048",
+    assert_client_error("UnsupportedOperationException", kms_raw.create_key, KeySpec="SM2",
+                        KeyUsage="SIGN_VERIFY")
+    assert_client_error("ValidationException", kms_raw.create_key, KeySpec="ECC_NIST_P256",
                         KeyUsage="ENCRYPT_DECRYPT")
     assert_client_error("TagException", kms_raw.create_key, Tags=[{"TagKey": "aws:x", "TagValue": "y"}])
     assert_client_error("ValidationException", kms_raw.create_key, Description="d" * 8193)

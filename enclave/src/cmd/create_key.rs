@@ -17,25 +17,8 @@ const MAX_POLICY: usize = 32768;
 /// Most tags on one key.
 pub const MAX_TAGS: usize = 50;
 
-/// Key specs AWS offers that this build does not serve yet: a valid request, refused as unsupported.
-const LATER_SPECS: &[&str] = &[
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "HMAC_224",
-    "HMAC_256",
-    "HMAC_384",
-    "HMAC_512",
-    "SM2",
-    "ML_DSA_44",
-    "ML_DSA_65",
-    "ML_DSA_87",
-    "ECC_NIST_EDWARDS25519",
-];
+/// Key specs AWS offers that this build does not serve: a valid request, refused as unsupported.
+const LATER_SPECS: &[&str] = &["SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -73,26 +56,53 @@ fn key_spec(req: &Request) -> Result<KeySpec, Error> {
         ));
     }
     match req.key_spec.as_deref().or(req.customer_master_key_spec.as_deref()) {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(KeySpec::SymmetricDefault),
-        Some(s) if LATER_SPECS.contains(&s) => {
-            Err(Error::UnsupportedOperation(format!("KeySpec {s} is not supported yet by this key service")))
-        }
-        Some(s) => Err(constraint(s, "keySpec", "Member must satisfy enum value set")),
+        None => Ok(KeySpec::SymmetricDefault),
+        Some(s) => match KeySpec::from_name(s) {
+            Some(spec) => Ok(spec),
+            None if LATER_SPECS.contains(&s) => {
+                Err(Error::UnsupportedOperation(format!("KeySpec {s} is not supported yet by this key service")))
+            }
+            None => Err(constraint(s, "keySpec", "Member must satisfy enum value set")),
+        },
     }
 }
 
-fn key_usage(req: &Request) -> Result<KeyUsage, Error> {
-    match req.key_usage.as_deref() {
-        None | Some("ENCRYPT_DECRYPT") => Ok(KeyUsage::EncryptDecrypt),
-        Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => Err(Error::Validation(format!(
-            "The operation failed because the KeyUsage value {u} is not supported for the SYMMETRIC_DEFAULT KeySpec"
-        ))),
-        Some(u) => Err(constraint(
-            u,
-            "keyUsage",
-            "Member must satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
-        )),
+/// The key usages AWS allows for each key spec.
+fn allowed_usages(spec: KeySpec) -> &'static [KeyUsage] {
+    match spec {
+        KeySpec::SymmetricDefault => &[KeyUsage::EncryptDecrypt],
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[KeyUsage::EncryptDecrypt, KeyUsage::SignVerify],
+        KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
+            &[KeyUsage::SignVerify, KeyUsage::KeyAgreement]
+        }
+        KeySpec::EccSecgP256k1 => &[KeyUsage::SignVerify],
+        KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512 => &[KeyUsage::GenerateVerifyMac],
     }
+}
+
+/// KeyUsage (default ENCRYPT_DECRYPT, as AWS), checked against the key spec.
+fn key_usage(req: &Request, spec: KeySpec) -> Result<KeyUsage, Error> {
+    let usage = match req.key_usage.as_deref() {
+        None | Some("ENCRYPT_DECRYPT") => KeyUsage::EncryptDecrypt,
+        Some("SIGN_VERIFY") => KeyUsage::SignVerify,
+        Some("GENERATE_VERIFY_MAC") => KeyUsage::GenerateVerifyMac,
+        Some("KEY_AGREEMENT") => KeyUsage::KeyAgreement,
+        Some(u) => {
+            return Err(constraint(
+                u,
+                "keyUsage",
+                "Member must satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
+            ));
+        }
+    };
+    if !allowed_usages(spec).contains(&usage) {
+        return Err(Error::Validation(format!(
+            "The operation failed because the KeyUsage value {} is not supported for the {} KeySpec",
+            usage.name(),
+            spec.name()
+        )));
+    }
+    Ok(usage)
 }
 
 fn origin(req: &Request) -> Result<Origin, Error> {
@@ -172,8 +182,14 @@ pub fn default_policy(account: &str) -> String {
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let key_spec = key_spec(&req)?;
-    let key_usage = key_usage(&req)?;
+    let key_usage = key_usage(&req, key_spec)?;
     let origin = origin(&req)?;
+    if origin == Origin::External && key_spec != KeySpec::SymmetricDefault {
+        return Err(Error::UnsupportedOperation(format!(
+            "Importing key material for {} keys is not supported yet by this key service",
+            key_spec.name()
+        )));
+    }
     if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
         return Err(Error::UnsupportedOperation("Custom key stores are not supported by this key service".into()));
     }

@@ -1,8 +1,8 @@
 //! Decrypt.
 
 use super::{
-    Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, refuse_recipient,
-    required, resolve, respond,
+    Blob, Context, EncryptionAlgorithm, b64, check_context, check_grant_tokens, check_len, parse_encryption_algorithm,
+    refuse_recipient, required, resolve, respond,
 };
 use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
@@ -38,13 +38,16 @@ struct Response<'a> {
     encryption_algorithm: &'static str,
 }
 
-pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
-    let blob = required(req.ciphertext_blob, "ciphertextBlob")?.0;
+pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec<u8>, Error> {
+    let blob = required(req.ciphertext_blob.take(), "ciphertextBlob")?.0;
     check_len(blob.len(), "ciphertextBlob", MAX_CIPHERTEXT)?;
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
-    check_symmetric_algorithm(&req.encryption_algorithm)?;
+    let alg = parse_encryption_algorithm(&req.encryption_algorithm)?;
     refuse_recipient(&req.recipient)?;
+    if let EncryptionAlgorithm::Rsa(a) = alg {
+        return decrypt_asymmetric(svc, caller, req, a, &blob).await;
+    }
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
     crate::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
         c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
@@ -59,16 +62,67 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: "SYMMETRIC_DEFAULT" })
 }
 
+/// Decrypt of an RSA ciphertext: the KeyId and the algorithm are required, no encryption context; any failure to
+/// decrypt is the same InvalidCiphertextException.
+async fn decrypt_asymmetric(
+    svc: &Service,
+    caller: &Caller,
+    req: Request,
+    alg: crate::asym::EncryptionAlgorithm,
+    blob: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let Some(named) = req.key_id.as_deref() else {
+        return Err(Error::Validation("KeyId is required to decrypt with an asymmetric KMS key".into()));
+    };
+    let key = super::authorized(svc, caller, named, "kms:Decrypt", |c| {
+        c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", alg.name());
+    })
+    .await?;
+    key.check_usable()?;
+    let pair = match key.pair() {
+        Some(p) if key.meta.key_usage == crate::keys::KeyUsage::EncryptDecrypt => p,
+        _ if key.meta.key_usage != crate::keys::KeyUsage::EncryptDecrypt => {
+            return Err(super::wrong_usage(&key, "Decrypt"));
+        }
+        _ => {
+            return Err(Error::InvalidKeyUsage(format!(
+                "The encryption algorithm {} is not compatible with the key spec {} of {}",
+                alg.name(),
+                key.meta.key_spec.name(),
+                key.arn
+            )));
+        }
+    };
+    super::refuse_context(&req.encryption_context)?;
+    if req.dry_run == Some(true) {
+        return Err(Error::DryRunOperation);
+    }
+    let plaintext = pair.decrypt(alg, blob).map_err(|_| Error::InvalidCiphertext)?;
+    respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: alg.name() })
+}
+
 /// The key a ciphertext blob was made under, usable now, checked against `named` (a KeyId the caller gave). A blob
 /// naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot be
 /// authenticated: to the caller it is an invalid ciphertext.
 pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Result<(Arc<Key>, BlobHeader), Error> {
+    let named = match named {
+        Some(n) => Some(resolve(svc, n).await?),
+        None => None,
+    };
+    if let Some(named) = &named
+        && !named.is_symmetric()
+    {
+        return Err(Error::InvalidKeyUsage(format!(
+            "The encryption algorithm SYMMETRIC_DEFAULT is not compatible with the key spec {} of {}",
+            named.meta.key_spec.name(),
+            named.arn
+        )));
+    }
     let header = crypto::parse_blob_header(blob).map_err(|_| Error::InvalidCiphertext)?;
-    if let Some(named) = named {
-        let named = resolve(svc, named).await?;
-        if named.uuid != header.key_id {
-            return Err(Error::IncorrectKey);
-        }
+    if let Some(named) = named
+        && named.uuid != header.key_id
+    {
+        return Err(Error::IncorrectKey);
     }
     let blob_key_id = format_uuid(&header.key_id);
     let key = match svc.keys.lookup(&blob_key_id).await? {

@@ -31,7 +31,14 @@ pub struct KeyMetadata<'a> {
     key_manager: &'static str,
     customer_master_key_spec: KeySpec,
     key_spec: KeySpec,
-    encryption_algorithms: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_agreement_algorithms: Option<Vec<&'static str>>,
     multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     deletion_date: Option<f64>,
@@ -43,8 +50,37 @@ pub struct KeyMetadata<'a> {
     valid_to: Option<f64>,
 }
 
+/// The algorithm lists of a key, as DescribeKey and GetPublicKey give them: only the list its usage calls for.
+pub struct Algorithms {
+    pub encryption: Option<Vec<&'static str>>,
+    pub signing: Option<Vec<&'static str>>,
+    pub mac: Option<Vec<&'static str>>,
+    pub key_agreement: Option<Vec<&'static str>>,
+}
+
+/// The algorithms `key` offers.
+pub fn algorithms(key: &Key) -> Algorithms {
+    let spec = key.meta.key_spec;
+    let mut a = Algorithms { encryption: None, signing: None, mac: None, key_agreement: None };
+    match key.meta.key_usage {
+        KeyUsage::EncryptDecrypt => {
+            a.encryption = Some(match spec.pair() {
+                Some(p) => p.encryption_algorithms().iter().map(|e| e.name()).collect(),
+                None => vec!["SYMMETRIC_DEFAULT"],
+            });
+        }
+        KeyUsage::SignVerify => {
+            a.signing = spec.pair().map(|p| p.signing_algorithms().iter().map(|s| s.name()).collect());
+        }
+        KeyUsage::GenerateVerifyMac => a.mac = spec.hmac().map(|h| vec![h.algorithm().name()]),
+        KeyUsage::KeyAgreement => a.key_agreement = Some(vec!["ECDH"]),
+    }
+    a
+}
+
 /// The metadata of `key`.
 pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
+    let algs = algorithms(key);
     KeyMetadata {
         aws_account_id: &svc.scope.account_id,
         key_id: &key.meta.key_id,
@@ -58,7 +94,10 @@ pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
         key_manager: "CUSTOMER",
         customer_master_key_spec: key.meta.key_spec,
         key_spec: key.meta.key_spec,
-        encryption_algorithms: ["SYMMETRIC_DEFAULT"],
+        encryption_algorithms: algs.encryption,
+        signing_algorithms: algs.signing,
+        mac_algorithms: algs.mac,
+        key_agreement_algorithms: algs.key_agreement,
         multi_region: false,
         deletion_date: key.meta.deletion_date,
         pending_deletion_window_in_days: key.meta.pending_window_days,

@@ -1,11 +1,13 @@
 //! Encrypt.
 
 use super::{
-    Context, SecretBlob, authorized, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm,
-    required, respond,
+    Context, EncryptionAlgorithm, SecretBlob, authorized, b64, check_context, check_grant_tokens, check_len,
+    parse_encryption_algorithm, refuse_context, required, respond,
 };
+use crate::asym;
 use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
+use crate::keys::KeyUsage;
 use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
@@ -46,15 +48,46 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     check_len(plaintext.0.len(), "plaintext", MAX_PLAINTEXT)?;
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
-    check_symmetric_algorithm(&req.encryption_algorithm)?;
+    let alg = parse_encryption_algorithm(&req.encryption_algorithm)?;
     let key = authorized(svc, caller, &key_id, "kms:Encrypt", |c| {
-        c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", alg.name());
     })
     .await?;
     key.check_usable()?;
-    if req.dry_run == Some(true) {
-        return Err(Error::DryRunOperation);
+    if key.meta.key_usage != KeyUsage::EncryptDecrypt {
+        return Err(super::wrong_usage(&key, "Encrypt"));
     }
-    let blob = seal(&key, &req.encryption_context, &plaintext.0)?;
-    respond(Response { ciphertext_blob: &blob, key_id: &key.arn, encryption_algorithm: "SYMMETRIC_DEFAULT" })
+    let blob = match (alg, key.pair()) {
+        (EncryptionAlgorithm::Symmetric, None) if key.is_symmetric() => {
+            if req.dry_run == Some(true) {
+                return Err(Error::DryRunOperation);
+            }
+            seal(&key, &req.encryption_context, &plaintext.0)?
+        }
+        (EncryptionAlgorithm::Rsa(a), Some(pair)) => {
+            refuse_context(&req.encryption_context)?;
+            let max = a.max_plaintext(pair.spec());
+            if plaintext.0.len() > max {
+                return Err(Error::Validation(format!(
+                    "Plaintext is too long: {} with {} takes at most {max} bytes",
+                    pair.spec().name(),
+                    a.name()
+                )));
+            }
+            if req.dry_run == Some(true) {
+                return Err(Error::DryRunOperation);
+            }
+            asym::encrypt(pair.public_key_der(), a, &plaintext.0)
+                .map_err(|e| Error::Internal(format!("RSA encryption: {e}")))?
+        }
+        _ => {
+            return Err(Error::InvalidKeyUsage(format!(
+                "The encryption algorithm {} is not compatible with the key spec {} of {}",
+                alg.name(),
+                key.meta.key_spec.name(),
+                key.arn
+            )));
+        }
+    };
+    respond(Response { ciphertext_blob: &blob, key_id: &key.arn, encryption_algorithm: alg.name() })
 }

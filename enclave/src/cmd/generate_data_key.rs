@@ -34,7 +34,7 @@ struct Response<'a> {
     key_id: &'a str,
 }
 
-fn opt_b64<S: serde::Serializer>(v: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+pub fn opt_b64<S: serde::Serializer>(v: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(b) => b64(b, s),
         None => s.serialize_none(),
@@ -70,6 +70,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     })
     .await?;
     key.check_usable()?;
+    super::require_symmetric(&key, if with_plaintext { "GenerateDataKey" } else { "GenerateDataKeyWithoutPlaintext" })?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }

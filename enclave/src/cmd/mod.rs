@@ -8,19 +8,24 @@ mod create_alias;
 mod create_key;
 mod decrypt;
 mod delete_alias;
+mod derive_shared_secret;
 mod describe_key;
 mod enable_disable_key;
 mod encrypt;
 mod generate_data_key;
+mod generate_data_key_pair;
 mod generate_random;
 mod get_attestation_document;
+mod get_public_key;
 mod import;
 mod key_policy;
 mod list_aliases;
 mod list_keys;
+mod mac;
 mod re_encrypt;
 mod rotation;
 mod schedule_key_deletion;
+mod sign;
 mod tags;
 mod update_key_description;
 
@@ -104,6 +109,14 @@ pub async fn dispatch(svc: &Service, caller: Option<&Caller>, target: &str, body
         "GetParametersForImport" => import::parameters(svc, caller, parse(body)?).await,
         "ImportKeyMaterial" => import::import(svc, caller, parse(body)?).await,
         "DeleteImportedKeyMaterial" => import::delete(svc, caller, parse(body)?).await,
+        "Sign" => sign::sign(svc, caller, parse(body)?).await,
+        "Verify" => sign::verify(svc, caller, parse(body)?).await,
+        "GetPublicKey" => get_public_key::run(svc, caller, parse(body)?).await,
+        "GenerateMac" => mac::generate(svc, caller, parse(body)?).await,
+        "VerifyMac" => mac::verify(svc, caller, parse(body)?).await,
+        "GenerateDataKeyPair" => generate_data_key_pair::run(svc, caller, parse(body)?, true).await,
+        "GenerateDataKeyPairWithoutPlaintext" => generate_data_key_pair::run(svc, caller, parse(body)?, false).await,
+        "DeriveSharedSecret" => derive_shared_secret::run(svc, caller, parse(body)?).await,
         _ => Err(unknown(target)),
     }
 }
@@ -263,19 +276,59 @@ pub fn refuse_recipient(recipient: &Option<serde_json::Value>) -> Result<(), Err
     Ok(())
 }
 
-/// Checks the EncryptionAlgorithm of a symmetric operation.
-pub fn check_symmetric_algorithm(alg: &Option<String>) -> Result<(), Error> {
-    match alg.as_deref() {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some(a @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => Err(Error::InvalidKeyUsage(format!(
-            "The encryption algorithm {a} is not compatible with the symmetric key"
-        ))),
-        Some(a) => Err(constraint(
-            a,
-            "encryptionAlgorithm",
-            "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
-        )),
+/// InvalidKeyUsageException for a key used against its KeyUsage, worded as AWS words it.
+pub fn wrong_usage(key: &Key, op: &str) -> Error {
+    Error::InvalidKeyUsage(format!(
+        "{} key usage is {} and key spec is {}, which is not valid for {op}.",
+        key.arn,
+        key.meta.key_usage.name(),
+        key.meta.key_spec.name()
+    ))
+}
+
+/// Refuses any key but a symmetric encryption key (the only kind that makes ciphertext blobs and data keys).
+pub fn require_symmetric(key: &Key, op: &str) -> Result<(), Error> {
+    if key.is_symmetric() { Ok(()) } else { Err(wrong_usage(key, op)) }
+}
+
+/// An EncryptionAlgorithm member.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EncryptionAlgorithm {
+    Symmetric,
+    Rsa(crate::asym::EncryptionAlgorithm),
+}
+
+impl EncryptionAlgorithm {
+    /// AWS's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EncryptionAlgorithm::Symmetric => "SYMMETRIC_DEFAULT",
+            EncryptionAlgorithm::Rsa(a) => a.name(),
+        }
     }
+}
+
+/// Parses EncryptionAlgorithm (default SYMMETRIC_DEFAULT). SM2PKE is valid for AWS but no key here offers it.
+pub fn parse_encryption_algorithm(alg: &Option<String>) -> Result<EncryptionAlgorithm, Error> {
+    match alg.as_deref() {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(EncryptionAlgorithm::Symmetric),
+        Some("SM2PKE") => Err(Error::InvalidKeyUsage("The encryption algorithm SM2PKE needs an SM2 key".into())),
+        Some(a) => crate::asym::EncryptionAlgorithm::from_name(a).map(EncryptionAlgorithm::Rsa).ok_or_else(|| {
+            constraint(
+                a,
+                "encryptionAlgorithm",
+                "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
+            )
+        }),
+    }
+}
+
+/// Refuses an encryption context with an asymmetric key (AWS: only symmetric encryption supports one).
+pub fn refuse_context(ctx: &Context) -> Result<(), Error> {
+    if ctx.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(Error::Validation("An encryption context is supported only with symmetric encryption keys".into()));
+    }
+    Ok(())
 }
 
 /// Paging markers: opaque to callers, checked on the way back in.

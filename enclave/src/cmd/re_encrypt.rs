@@ -2,9 +2,7 @@
 //! never leaves it.
 
 use super::decrypt::{MAX_CIPHERTEXT, open, source_key};
-use super::{
-    Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, required, respond,
-};
+use super::{Blob, Context, b64, check_context, check_grant_tokens, check_len, required, respond};
 use crate::error::Error;
 use crate::principals::Caller;
 use crate::service::Service;
@@ -35,6 +33,10 @@ struct Response<'a> {
     destination_encryption_algorithm: &'static str,
 }
 
+fn asymmetric_unsupported() -> Error {
+    Error::UnsupportedOperation("ReEncrypt with asymmetric KMS keys is not supported yet by this key service".into())
+}
+
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let blob = required(req.ciphertext_blob, "ciphertextBlob")?.0;
     let destination_id = required(req.destination_key_id, "destinationKeyId")?;
@@ -42,8 +44,11 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     check_context(&req.source_encryption_context)?;
     check_context(&req.destination_encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
-    check_symmetric_algorithm(&req.source_encryption_algorithm)?;
-    check_symmetric_algorithm(&req.destination_encryption_algorithm)?;
+    for alg in [&req.source_encryption_algorithm, &req.destination_encryption_algorithm] {
+        if super::parse_encryption_algorithm(alg)? != super::EncryptionAlgorithm::Symmetric {
+            return Err(asymmetric_unsupported());
+        }
+    }
     let (source, header) = source_key(svc, &blob, req.source_key_id.as_deref()).await?;
     let destination = super::resolve(svc, &destination_id).await?;
     let on_same_key = if destination.uuid == source.uuid { "true" } else { "false" };
@@ -62,6 +67,10 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
             .request_alias(&destination_id, &svc.scope);
     })?;
     destination.check_usable()?;
+    if destination.pair().is_some() && destination.meta.key_usage == crate::keys::KeyUsage::EncryptDecrypt {
+        return Err(asymmetric_unsupported());
+    }
+    super::require_symmetric(&destination, "ReEncrypt")?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }

@@ -75,6 +75,13 @@ struct ListResponse<'a> {
 /// Rotation settings change only on an Enabled or Disabled key, as AWS's key-state table says (Disabled →
 /// DisabledException, PendingDeletion → KMSInvalidStateException).
 fn check_rotatable(key: &Key) -> Result<(), Error> {
+    if !key.is_symmetric() {
+        return Err(Error::UnsupportedOperation(format!(
+            "{} is a {} key: only symmetric encryption keys can be rotated",
+            key.arn,
+            key.meta.key_spec.name()
+        )));
+    }
     if key.meta.origin == crate::keys::Origin::External {
         return Err(Error::UnsupportedOperation(format!(
             "{} has imported key material: this key service does not rotate imported keys",

@@ -1,0 +1,70 @@
+//! DeriveSharedSecret: ECDH between a KEY_AGREEMENT key's private half and the caller's public key.
+
+use super::{Blob, authorized, b64, check_grant_tokens, check_len, constraint, refuse_recipient, required, respond};
+use crate::asym::AsymError;
+use crate::error::Error;
+use crate::keys::KeyUsage;
+use crate::principals::Caller;
+use crate::service::Service;
+use serde::{Deserialize, Serialize};
+
+/// Largest PublicKey.
+pub const MAX_PUBLIC_KEY: usize = 8192;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    key_id: Option<String>,
+    key_agreement_algorithm: Option<String>,
+    public_key: Option<Blob>,
+    grant_tokens: Option<Vec<String>>,
+    recipient: Option<serde_json::Value>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Response<'a> {
+    key_id: &'a str,
+    #[serde(serialize_with = "b64")]
+    shared_secret: &'a [u8],
+    key_agreement_algorithm: &'static str,
+    key_origin: crate::keys::Origin,
+}
+
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
+    let key_id = required(req.key_id, "keyId")?;
+    let alg = required(req.key_agreement_algorithm, "keyAgreementAlgorithm")?;
+    if alg != "ECDH" {
+        return Err(constraint(&alg, "keyAgreementAlgorithm", "Member must satisfy enum value set: [ECDH]"));
+    }
+    let public_key = required(req.public_key, "publicKey")?.0;
+    check_len(public_key.len(), "publicKey", MAX_PUBLIC_KEY)?;
+    check_grant_tokens(&req.grant_tokens)?;
+    refuse_recipient(&req.recipient)?;
+    let key = authorized(svc, caller, &key_id, "kms:DeriveSharedSecret", |c| {
+        c.set("kms:KeyAgreementAlgorithm", "ECDH");
+    })
+    .await?;
+    key.check_usable()?;
+    let pair = match key.pair() {
+        Some(p) if key.meta.key_usage == KeyUsage::KeyAgreement => p,
+        _ => return Err(super::wrong_usage(&key, "DeriveSharedSecret")),
+    };
+    if req.dry_run == Some(true) {
+        return Err(Error::DryRunOperation);
+    }
+    let secret = pair.derive_shared_secret(&public_key).map_err(|e| match e {
+        AsymError::InvalidPublicKey => Error::Validation(format!(
+            "PublicKey must be a DER-encoded SubjectPublicKeyInfo of a valid point on the curve of {}",
+            pair.spec().name()
+        )),
+        other => Error::Internal(format!("key agreement: {other}")),
+    })?;
+    respond(Response {
+        key_id: &key.arn,
+        shared_secret: &secret,
+        key_agreement_algorithm: "ECDH",
+        key_origin: key.meta.origin,
+    })
+}

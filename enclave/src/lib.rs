@@ -18,6 +18,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod policy;
+pub mod recipient;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -254,4 +254,11 @@ mod tests {
         assert_eq!(b.redeem(&n4, 5001), Ok(()));
         assert_eq!(b.redeemed_len(), 1);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_redeem(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            proptest::prop_assert!(book().redeem(&bytes, 1000).is_err());
+        }
+    }
 }

@@ -168,6 +168,8 @@ fn rsa_refuses_bad_keys() {
     let rsa = KeyEncryptionAlgorithm::RsaesOaepSha256;
     let (_f, _pkcs8, rsa1024) = openssl_rsa(1024);
     assert!(matches!(seal(rsa, &rsa1024, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)));
+    let (_f, _pkcs8, rsa4104) = openssl_rsa(4104);
+    assert!(matches!(seal(rsa, &rsa4104, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)), "above 4096 bits");
     let (_f, _pkcs8, p384) = openssl_p384();
     assert!(matches!(seal(rsa, &p384, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)));
 
@@ -270,4 +272,13 @@ fn hpke_refuses_other_keys() {
     spki[n - 1] ^= 1;
     assert!(matches!(seal(hpke, &spki, &DOC_HASH, b"x"), Err(RecipientError::NotP384)));
     assert!(matches!(seal(hpke, b"\x30\x00", &DOC_HASH, b"x"), Err(RecipientError::MalformedPublicKey)));
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_public_keys_are_refused_without_panic(spki in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        for alg in [KeyEncryptionAlgorithm::RsaesOaepSha256, KeyEncryptionAlgorithm::Hpke] {
+            proptest::prop_assert!(seal(alg, &spki, &DOC_HASH, b"x").is_err());
+        }
+    }
 }

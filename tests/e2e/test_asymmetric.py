@@ -353,3 +353,70 @@ def test_keys_survive_restart(fresh_server):
     sig = kms.sign(KeyId=sig_key["KeyId"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
     independent_verify(pub, "ECDSA_SHA_256", b"m", sig)
     assert kms.verify_mac(KeyId=mac_key["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_384", Mac=mac)["MacValid"]
+
+
+# ---- key policies: the condition keys of these operations --------------------------------------------------------
+
+
+def test_condition_keys_of_asymmetric_operations(server, kms):
+    from test_access import key_with, make_principal
+    from test_protocol import RawClient
+    from kmstest import unique
+
+    account = kms.create_key(Description="probe")["KeyMetadata"]["AWSAccountId"]
+    alice = make_principal(RawClient(server), server, f"arn:aws:iam::{account}:user/alice-{unique('a')}")
+
+    def key_for(action, condition, **create):
+        allow = {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": action, "Resource": "*",
+                 "Condition": condition}
+        return key_with(kms, account, allow, **create)
+
+    def denied(call, **kwargs):
+        assert_client_error("AccessDeniedException", call, **kwargs)
+
+    # kms:MessageType and kms:SigningAlgorithm on Sign and Verify.
+    kid = key_for(["kms:Sign", "kms:Verify"], {"StringEquals": {"kms:MessageType": "RAW",
+                                                                 "kms:SigningAlgorithm": "RSASSA_PSS_SHA_256"}},
+                  KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")
+    sig = alice.kms.sign(KeyId=kid, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+    assert alice.kms.verify(KeyId=kid, Message=b"m", Signature=sig,
+                            SigningAlgorithm="RSASSA_PSS_SHA_256")["SignatureValid"]
+    denied(alice.kms.sign, KeyId=kid, Message=hashlib.sha256(b"m").digest(), MessageType="DIGEST",
+           SigningAlgorithm="RSASSA_PSS_SHA_256")
+    denied(alice.kms.sign, KeyId=kid, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")
+    denied(alice.kms.get_public_key, KeyId=kid)
+    # kms:EncryptionAlgorithm on Encrypt and Decrypt with RSA keys.
+    kid = key_for(["kms:Encrypt", "kms:Decrypt"], {"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}},
+                  KeySpec="RSA_3072", KeyUsage="ENCRYPT_DECRYPT")
+    ct = alice.kms.encrypt(KeyId=kid, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_256")["CiphertextBlob"]
+    assert alice.kms.decrypt(KeyId=kid, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == b"p"
+    denied(alice.kms.encrypt, KeyId=kid, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    # kms:MacAlgorithm on GenerateMac and VerifyMac.
+    kid = key_for(["kms:GenerateMac", "kms:VerifyMac"], {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}},
+                  KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+    mac = alice.kms.generate_mac(KeyId=kid, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    assert alice.kms.verify_mac(KeyId=kid, Message=b"m", Mac=mac, MacAlgorithm="HMAC_SHA_256")["MacValid"]
+    denied(alice.kms.generate_mac, KeyId=kid, Message=b"m", MacAlgorithm="HMAC_SHA_512")
+    # kms:DataKeyPairSpec on GenerateDataKeyPair (and its own action for WithoutPlaintext).
+    kid = key_for("kms:GenerateDataKeyPair", {"StringEquals": {"kms:DataKeyPairSpec": "ECC_NIST_P256"}})
+    assert alice.kms.generate_data_key_pair(KeyId=kid, KeyPairSpec="ECC_NIST_P256")["PrivateKeyPlaintext"]
+    denied(alice.kms.generate_data_key_pair, KeyId=kid, KeyPairSpec="RSA_2048")
+    denied(alice.kms.generate_data_key_pair_without_plaintext, KeyId=kid, KeyPairSpec="ECC_NIST_P256")
+    # kms:KeyAgreementAlgorithm on DeriveSharedSecret; GetPublicKey is its own action.
+    kid = key_for(["kms:DeriveSharedSecret", "kms:GetPublicKey"],
+                  {"StringEquals": {"kms:KeyAgreementAlgorithm": "ECDH"}},
+                  KeySpec="ECC_NIST_P384", KeyUsage="KEY_AGREEMENT")
+    # GetPublicKey has no kms:KeyAgreementAlgorithm: a condition on it does not match there.
+    denied(alice.kms.get_public_key, KeyId=kid)
+    peer = ec.generate_private_key(ec.SECP384R1())
+    ours = serialization.load_der_public_key(kms.get_public_key(KeyId=kid)["PublicKey"])
+    out = alice.kms.derive_shared_secret(
+        KeyId=kid, KeyAgreementAlgorithm="ECDH",
+        PublicKey=peer.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert out["SharedSecret"] == peer.exchange(ec.ECDH(), ours)
+    kid = key_for("kms:DeriveSharedSecret", {"StringEquals": {"kms:KeyAgreementAlgorithm": "SM2"}},
+                  KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")
+    denied(alice.kms.derive_shared_secret, KeyId=kid, KeyAgreementAlgorithm="ECDH",
+           PublicKey=ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+               serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -1,8 +1,8 @@
 //! Decrypt.
 
 use super::{
-    Blob, Context, EncryptionAlgorithm, b64, check_context, check_grant_tokens, check_len, parse_encryption_algorithm,
-    refuse_recipient, required, resolve, respond,
+    Blob, Context, EncryptionAlgorithm, check_context, check_grant_tokens, check_len, parse_encryption_algorithm,
+    required, resolve, respond,
 };
 use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
@@ -25,7 +25,7 @@ pub struct Request {
     grant_tokens: Option<Vec<String>>,
     key_id: Option<String>,
     encryption_algorithm: Option<String>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<super::recipient::RecipientInfo>,
     dry_run: Option<bool>,
 }
 
@@ -33,8 +33,10 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 struct Response<'a> {
     key_id: &'a str,
-    #[serde(serialize_with = "b64")]
-    plaintext: &'a [u8],
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a [u8]>,
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<&'a [u8]>,
     encryption_algorithm: &'static str,
 }
 
@@ -44,9 +46,9 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
     let alg = parse_encryption_algorithm(&req.encryption_algorithm)?;
-    refuse_recipient(&req.recipient)?;
+    let recipient = super::recipient::verify(svc, caller, req.recipient.take())?;
     if let EncryptionAlgorithm::Rsa(a) = alg {
-        return decrypt_asymmetric(svc, caller, req, a, &blob).await;
+        return decrypt_asymmetric(svc, caller, req, recipient, a, &blob).await;
     }
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
     crate::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
@@ -54,12 +56,21 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
         if let Some(named) = req.key_id.as_deref() {
             c.request_alias(named, &svc.scope);
         }
+        if let Some(r) = &recipient {
+            r.conditions(c);
+        }
     })?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
     let plaintext = open(&key, header, &blob, &req.encryption_context)?;
-    respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: "SYMMETRIC_DEFAULT" })
+    let sealed = recipient.as_ref().map(|r| r.seal(&plaintext)).transpose()?;
+    respond(Response {
+        key_id: &key.arn,
+        plaintext: if sealed.is_some() { None } else { Some(&plaintext) },
+        ciphertext_for_recipient: sealed.as_deref(),
+        encryption_algorithm: "SYMMETRIC_DEFAULT",
+    })
 }
 
 /// Decrypt of an RSA ciphertext: the KeyId and the algorithm are required, no encryption context; any failure to
@@ -68,6 +79,7 @@ async fn decrypt_asymmetric(
     svc: &Service,
     caller: &Caller,
     req: Request,
+    recipient: Option<super::recipient::Verified>,
     alg: crate::asym::EncryptionAlgorithm,
     blob: &[u8],
 ) -> Result<Vec<u8>, Error> {
@@ -76,6 +88,9 @@ async fn decrypt_asymmetric(
     };
     let key = super::authorized(svc, caller, named, "kms:Decrypt", |c| {
         c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", alg.name());
+        if let Some(r) = &recipient {
+            r.conditions(c);
+        }
     })
     .await?;
     key.check_usable()?;
@@ -98,7 +113,13 @@ async fn decrypt_asymmetric(
         return Err(Error::DryRunOperation);
     }
     let plaintext = pair.decrypt(alg, blob).map_err(|_| Error::InvalidCiphertext)?;
-    respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: alg.name() })
+    let sealed = recipient.as_ref().map(|r| r.seal(&plaintext)).transpose()?;
+    respond(Response {
+        key_id: &key.arn,
+        plaintext: if sealed.is_some() { None } else { Some(&plaintext) },
+        ciphertext_for_recipient: sealed.as_deref(),
+        encryption_algorithm: alg.name(),
+    })
 }
 
 /// The key a ciphertext blob was made under, usable now, checked against `named` (a KeyId the caller gave). A blob

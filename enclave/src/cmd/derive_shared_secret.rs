@@ -1,6 +1,6 @@
 //! DeriveSharedSecret: ECDH between a KEY_AGREEMENT key's private half and the caller's public key.
 
-use super::{Blob, authorized, b64, check_grant_tokens, check_len, constraint, refuse_recipient, required, respond};
+use super::{Blob, authorized, check_grant_tokens, check_len, constraint, required, respond};
 use crate::asym::AsymError;
 use crate::error::Error;
 use crate::keys::KeyUsage;
@@ -18,7 +18,7 @@ pub struct Request {
     key_agreement_algorithm: Option<String>,
     public_key: Option<Blob>,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<super::recipient::RecipientInfo>,
     dry_run: Option<bool>,
 }
 
@@ -26,8 +26,10 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 struct Response<'a> {
     key_id: &'a str,
-    #[serde(serialize_with = "b64")]
-    shared_secret: &'a [u8],
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    shared_secret: Option<&'a [u8]>,
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<&'a [u8]>,
     key_agreement_algorithm: &'static str,
     key_origin: crate::keys::Origin,
 }
@@ -41,9 +43,12 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     let public_key = required(req.public_key, "publicKey")?.0;
     check_len(public_key.len(), "publicKey", MAX_PUBLIC_KEY)?;
     check_grant_tokens(&req.grant_tokens)?;
-    refuse_recipient(&req.recipient)?;
+    let recipient = super::recipient::verify(svc, caller, req.recipient)?;
     let key = authorized(svc, caller, &key_id, "kms:DeriveSharedSecret", |c| {
         c.set("kms:KeyAgreementAlgorithm", "ECDH");
+        if let Some(r) = &recipient {
+            r.conditions(c);
+        }
     })
     .await?;
     key.check_usable()?;
@@ -61,9 +66,11 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         )),
         other => Error::Internal(format!("key agreement: {other}")),
     })?;
+    let sealed = recipient.as_ref().map(|r| r.seal(&secret)).transpose()?;
     respond(Response {
         key_id: &key.arn,
-        shared_secret: &secret,
+        shared_secret: if sealed.is_some() { None } else { Some(&secret) },
+        ciphertext_for_recipient: sealed.as_deref(),
         key_agreement_algorithm: "ECDH",
         key_origin: key.meta.origin,
     })

@@ -2,9 +2,7 @@
 //! encrypted under a symmetric encryption KMS key exactly as a data key is, so `PrivateKeyCiphertextBlob` decrypts
 //! through Decrypt.
 
-use super::{
-    Context, authorized, b64, check_context, check_grant_tokens, constraint, refuse_recipient, required, respond,
-};
+use super::{Context, authorized, b64, check_context, check_grant_tokens, constraint, required, respond};
 use crate::asym::{self, PairSpec};
 use crate::error::Error;
 use crate::principals::Caller;
@@ -18,7 +16,7 @@ pub struct Request {
     key_pair_spec: Option<String>,
     encryption_context: Context,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<super::recipient::RecipientInfo>,
     dry_run: Option<bool>,
 }
 
@@ -27,8 +25,10 @@ pub struct Request {
 struct Response<'a> {
     #[serde(serialize_with = "b64")]
     private_key_ciphertext_blob: &'a [u8],
-    #[serde(serialize_with = "super::generate_data_key::opt_b64", skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
     private_key_plaintext: Option<&'a [u8]>,
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<&'a [u8]>,
     #[serde(serialize_with = "b64")]
     public_key: &'a [u8],
     key_id: &'a str,
@@ -56,12 +56,14 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     let spec = pair_spec(&required(req.key_pair_spec, "keyPairSpec")?)?;
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
-    if with_plaintext {
-        refuse_recipient(&req.recipient)?;
-    }
+    // AWS's GenerateDataKeyPairWithoutPlaintext has no Recipient member: like any unknown member it is ignored there.
+    let recipient = if with_plaintext { super::recipient::verify(svc, caller, req.recipient)? } else { None };
     let action = if with_plaintext { "kms:GenerateDataKeyPair" } else { "kms:GenerateDataKeyPairWithoutPlaintext" };
     let key = authorized(svc, caller, &key_id, action, |c| {
         c.encryption_context(&req.encryption_context).set("kms:DataKeyPairSpec", spec.name());
+        if let Some(r) = &recipient {
+            r.conditions(c);
+        }
     })
     .await?;
     key.check_usable()?;
@@ -77,9 +79,11 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
         .map_err(|_| Error::Internal("key pair generation task failed".into()))?
         .map_err(|e| Error::Internal(format!("key pair generation: {e}")))?;
     let blob = super::encrypt::seal(&key, &req.encryption_context, &pair.private_pkcs8)?;
+    let sealed = recipient.as_ref().map(|r| r.seal(&pair.private_pkcs8)).transpose()?;
     respond(Response {
         private_key_ciphertext_blob: &blob,
-        private_key_plaintext: with_plaintext.then_some(&pair.private_pkcs8[..]),
+        private_key_plaintext: (with_plaintext && sealed.is_none()).then_some(&pair.private_pkcs8[..]),
+        ciphertext_for_recipient: sealed.as_deref(),
         public_key: &pair.public_spki,
         key_id: &key.arn,
         key_pair_spec: spec.name(),

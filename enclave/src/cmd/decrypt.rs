@@ -56,6 +56,8 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
             r.conditions(c);
         }
     })?;
+    // After authorization, so that the key's state is told only to callers the key policy admits (as AWS).
+    key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
@@ -69,7 +71,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     })
 }
 
-/// The key a ciphertext blob was made under, usable now, checked against `named` (a KeyId the caller gave). A blob
+/// The key a ciphertext blob was made under (its state not yet checked), checked against `named` (a KeyId the caller gave). A blob
 /// naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot be
 /// authenticated: to the caller it is an invalid ciphertext.
 pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Result<(Arc<Key>, BlobHeader), Error> {
@@ -86,7 +88,6 @@ pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Resu
         Lookup::Destroyed => return Err(super::key_not_found(svc, &blob_key_id)),
         Lookup::Unknown => return Err(Error::InvalidCiphertext),
     };
-    key.check_usable()?;
     Ok((key, header))
 }
 

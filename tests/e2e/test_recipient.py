@@ -317,6 +317,17 @@ def test_server_nonce(admin, account, workload, pcrs, doc):
            Recipient=recipient(doc("--nonce", bytes(forged).hex())))
 
 
+def test_attestation_allow_never_matches_without_a_document(admin, account, workload, pcrs, doc):
+    # Plain IAM logic would let IfExists (or a negated operator) pass when the key is absent; an Allow that names
+    # kms:RecipientAttestation:* never matches a request without a verified document.
+    for operator, value in (("StringEqualsIgnoreCaseIfExists", pcrs["0"]), ("StringNotEquals", "00" * 48)):
+        statements = gate_statements(account, workload, pcrs)
+        statements[2]["Condition"] = {operator: {"kms:RecipientAttestation:ImageSha384": value}}
+        key = admin.create_key(Policy=policy(*statements))["KeyMetadata"]["KeyId"]
+        denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256")
+        workload.kms.generate_data_key(KeyId=key, KeySpec="AES_256", Recipient=recipient(doc()))
+
+
 # ---- asymmetric operations for a recipient ---------------------------------------------------------------------------
 
 

@@ -50,6 +50,21 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
     if let EncryptionAlgorithm::Rsa(a) = alg {
         return decrypt_asymmetric(svc, caller, req, recipient, a, &blob).await;
     }
+    if let Some(named) = req.key_id.as_deref() {
+        let named_key = resolve(svc, named).await?;
+        if !named_key.is_symmetric() {
+            // Told only to callers the key policy admits, like the key's state.
+            crate::authz::authorize(svc, caller, &named_key, "kms:Decrypt", |c| {
+                c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+                c.request_alias(named, &svc.scope);
+            })?;
+            return Err(Error::InvalidKeyUsage(format!(
+                "The encryption algorithm SYMMETRIC_DEFAULT is not compatible with the key spec {} of {}",
+                named_key.meta.key_spec.name(),
+                named_key.arn
+            )));
+        }
+    }
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
     crate::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
         c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
@@ -60,6 +75,8 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
             r.conditions(c);
         }
     })?;
+    // After authorization, so that the key's state is told only to callers the key policy admits (as AWS).
+    key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
@@ -122,7 +139,7 @@ async fn decrypt_asymmetric(
     })
 }
 
-/// The key a ciphertext blob was made under, usable now, checked against `named` (a KeyId the caller gave). A blob
+/// The key a ciphertext blob was made under (its state not yet checked), checked against `named` (a KeyId the caller gave). A blob
 /// naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot be
 /// authenticated: to the caller it is an invalid ciphertext.
 pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Result<(Arc<Key>, BlobHeader), Error> {
@@ -130,15 +147,6 @@ pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Resu
         Some(n) => Some(resolve(svc, n).await?),
         None => None,
     };
-    if let Some(named) = &named
-        && !named.is_symmetric()
-    {
-        return Err(Error::InvalidKeyUsage(format!(
-            "The encryption algorithm SYMMETRIC_DEFAULT is not compatible with the key spec {} of {}",
-            named.meta.key_spec.name(),
-            named.arn
-        )));
-    }
     let header = crypto::parse_blob_header(blob).map_err(|_| Error::InvalidCiphertext)?;
     if let Some(named) = named
         && named.uuid != header.key_id
@@ -151,7 +159,6 @@ pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Resu
         Lookup::Destroyed => return Err(super::key_not_found(svc, &blob_key_id)),
         Lookup::Unknown => return Err(Error::InvalidCiphertext),
     };
-    key.check_usable()?;
     Ok((key, header))
 }
 

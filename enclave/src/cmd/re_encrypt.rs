@@ -66,6 +66,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
             .set("kms:ReEncryptOnSameKey", on_same_key)
             .request_alias(&destination_id, &svc.scope);
     })?;
+    source.check_usable()?;
     destination.check_usable()?;
     if destination.pair().is_some() && destination.meta.key_usage == crate::keys::KeyUsage::EncryptDecrypt {
         return Err(asymmetric_unsupported());

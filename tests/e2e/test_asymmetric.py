@@ -420,3 +420,37 @@ def test_condition_keys_of_asymmetric_operations(server, kms):
     denied(alice.kms.derive_shared_secret, KeyId=kid, KeyAgreementAlgorithm="ECDH",
            PublicKey=ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def test_re_encrypt_with_rsa_keys(kms):
+    rsa4096 = make_key(kms, "RSA_4096", "ENCRYPT_DECRYPT")["KeyId"]
+    rsa2048 = make_key(kms, "RSA_2048", "ENCRYPT_DECRYPT")["KeyId"]
+    sym = make_key(kms, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")["KeyId"]
+    # RSA -> symmetric -> RSA -> RSA, the plaintext surviving every hop.
+    ct = kms.encrypt(KeyId=rsa4096, Plaintext=b"hop", EncryptionAlgorithm="RSAES_OAEP_SHA_1")["CiphertextBlob"]
+    out = kms.re_encrypt(CiphertextBlob=ct, SourceKeyId=rsa4096, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1",
+                         DestinationKeyId=sym, DestinationEncryptionContext={"hop": "1"})
+    assert out["SourceEncryptionAlgorithm"] == "RSAES_OAEP_SHA_1"
+    assert out["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
+    assert kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"hop": "1"})["Plaintext"] == b"hop"
+    out = kms.re_encrypt(CiphertextBlob=out["CiphertextBlob"], SourceEncryptionContext={"hop": "1"},
+                         DestinationKeyId=rsa2048, DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert out["KeyId"].endswith(rsa2048) and out["DestinationEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+    out = kms.re_encrypt(CiphertextBlob=out["CiphertextBlob"], SourceKeyId=rsa2048,
+                         SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256", DestinationKeyId=rsa4096,
+                         DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert kms.decrypt(KeyId=rsa4096, CiphertextBlob=out["CiphertextBlob"],
+                       EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == b"hop"
+    # Errors: no SourceKeyId for an RSA source, no algorithm for an RSA destination, a plaintext too long for the
+    # destination, a signing key as destination, a tampered RSA ciphertext.
+    assert_client_error("ValidationException", kms.re_encrypt, CiphertextBlob=ct,
+                        SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationKeyId=sym)
+    blob = kms.encrypt(KeyId=sym, Plaintext=b"x" * 300)["CiphertextBlob"]
+    assert_client_error("InvalidKeyUsageException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=rsa2048)
+    assert_client_error("ValidationException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=rsa2048,
+                        DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    signing = make_key(kms, "ECC_NIST_P256", "SIGN_VERIFY")["KeyId"]
+    assert_client_error("InvalidKeyUsageException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=signing)
+    bad = bytes([ct[0] ^ 1]) + ct[1:]
+    assert_client_error("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=bad, SourceKeyId=rsa4096,
+                        SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationKeyId=sym)

@@ -2,8 +2,13 @@
 //! never leaves it.
 
 use super::decrypt::{MAX_CIPHERTEXT, open, source_key};
-use super::{Blob, Context, b64, check_context, check_grant_tokens, check_len, required, respond};
+use super::{
+    Blob, Context, EncryptionAlgorithm, b64, check_context, check_grant_tokens, check_len, parse_encryption_algorithm,
+    refuse_context, required, resolve, respond,
+};
+use crate::asym;
 use crate::error::Error;
+use crate::keys::{Key, KeyUsage};
 use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
@@ -33,8 +38,25 @@ struct Response<'a> {
     destination_encryption_algorithm: &'static str,
 }
 
-fn asymmetric_unsupported() -> Error {
-    Error::UnsupportedOperation("ReEncrypt with asymmetric KMS keys is not supported yet by this key service".into())
+/// Refuses a key that does not offer `alg` (symmetric keys SYMMETRIC_DEFAULT, RSA ENCRYPT_DECRYPT keys RSAES_*).
+fn check_fits(key: &Key, alg: EncryptionAlgorithm) -> Result<(), Error> {
+    if key.meta.key_usage != KeyUsage::EncryptDecrypt {
+        return Err(super::wrong_usage(key, "ReEncrypt"));
+    }
+    let fits = match alg {
+        EncryptionAlgorithm::Symmetric => key.is_symmetric(),
+        EncryptionAlgorithm::Rsa(_) => key.pair().is_some(),
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::InvalidKeyUsage(format!(
+            "The encryption algorithm {} is not compatible with the key spec {} of {}",
+            alg.name(),
+            key.meta.key_spec.name(),
+            key.arn
+        )))
+    }
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
@@ -44,17 +66,28 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     check_context(&req.source_encryption_context)?;
     check_context(&req.destination_encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
-    for alg in [&req.source_encryption_algorithm, &req.destination_encryption_algorithm] {
-        if super::parse_encryption_algorithm(alg)? != super::EncryptionAlgorithm::Symmetric {
-            return Err(asymmetric_unsupported());
+    let source_alg = parse_encryption_algorithm(&req.source_encryption_algorithm)?;
+    let destination_alg = parse_encryption_algorithm(&req.destination_encryption_algorithm)?;
+    // A symmetric ciphertext names its key; an RSA ciphertext does not, so SourceKeyId is required for it.
+    let (source, header) = match source_alg {
+        EncryptionAlgorithm::Symmetric => {
+            let (key, header) = source_key(svc, &blob, req.source_key_id.as_deref()).await?;
+            (key, Some(header))
         }
-    }
-    let (source, header) = source_key(svc, &blob, req.source_key_id.as_deref()).await?;
-    let destination = super::resolve(svc, &destination_id).await?;
+        EncryptionAlgorithm::Rsa(_) => {
+            let Some(named) = req.source_key_id.as_deref() else {
+                return Err(Error::Validation(
+                    "SourceKeyId is required to re-encrypt from an asymmetric KMS key".into(),
+                ));
+            };
+            (resolve(svc, named).await?, None)
+        }
+    };
+    let destination = resolve(svc, &destination_id).await?;
     let on_same_key = if destination.uuid == source.uuid { "true" } else { "false" };
     crate::authz::authorize(svc, caller, &source, "kms:ReEncryptFrom", |c| {
         c.encryption_context(&req.source_encryption_context)
-            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+            .set("kms:EncryptionAlgorithm", source_alg.name())
             .set("kms:ReEncryptOnSameKey", on_same_key);
         if let Some(named) = req.source_key_id.as_deref() {
             c.request_alias(named, &svc.scope);
@@ -62,26 +95,51 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     })?;
     crate::authz::authorize(svc, caller, &destination, "kms:ReEncryptTo", |c| {
         c.encryption_context(&req.destination_encryption_context)
-            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+            .set("kms:EncryptionAlgorithm", destination_alg.name())
             .set("kms:ReEncryptOnSameKey", on_same_key)
             .request_alias(&destination_id, &svc.scope);
     })?;
     source.check_usable()?;
     destination.check_usable()?;
-    if destination.pair().is_some() && destination.meta.key_usage == crate::keys::KeyUsage::EncryptDecrypt {
-        return Err(asymmetric_unsupported());
+    check_fits(&source, source_alg)?;
+    check_fits(&destination, destination_alg)?;
+    if source_alg != EncryptionAlgorithm::Symmetric {
+        refuse_context(&req.source_encryption_context)?;
     }
-    super::require_symmetric(&destination, "ReEncrypt")?;
+    if destination_alg != EncryptionAlgorithm::Symmetric {
+        refuse_context(&req.destination_encryption_context)?;
+    }
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
-    let plaintext = open(&source, header, &blob, &req.source_encryption_context)?;
-    let new_blob = super::encrypt::seal(&destination, &req.destination_encryption_context, &plaintext)?;
+    let plaintext = match (source_alg, header, source.pair()) {
+        (EncryptionAlgorithm::Symmetric, Some(h), _) => open(&source, h, &blob, &req.source_encryption_context)?,
+        (EncryptionAlgorithm::Rsa(a), _, Some(pair)) => pair.decrypt(a, &blob).map_err(|_| Error::InvalidCiphertext)?,
+        _ => return Err(Error::Internal("re-encrypt source without its material".into())),
+    };
+    let new_blob = match (destination_alg, destination.pair()) {
+        (EncryptionAlgorithm::Symmetric, _) => {
+            super::encrypt::seal(&destination, &req.destination_encryption_context, &plaintext)?
+        }
+        (EncryptionAlgorithm::Rsa(a), Some(pair)) => {
+            let max = a.max_plaintext(pair.spec());
+            if plaintext.len() > max {
+                return Err(Error::Validation(format!(
+                    "The plaintext is too long for the destination key: {} with {} takes at most {max} bytes",
+                    pair.spec().name(),
+                    a.name()
+                )));
+            }
+            asym::encrypt(pair.public_key_der(), a, &plaintext)
+                .map_err(|e| Error::Internal(format!("RSA encryption: {e}")))?
+        }
+        (EncryptionAlgorithm::Rsa(_), None) => return Err(Error::Internal("destination without its key".into())),
+    };
     respond(Response {
         ciphertext_blob: &new_blob,
         source_key_id: &source.arn,
         key_id: &destination.arn,
-        source_encryption_algorithm: "SYMMETRIC_DEFAULT",
-        destination_encryption_algorithm: "SYMMETRIC_DEFAULT",
+        source_encryption_algorithm: source_alg.name(),
+        destination_encryption_algorithm: destination_alg.name(),
     })
 }

@@ -60,6 +60,10 @@ pub trait Nsm: Send + Sync {
     ) -> Result<Vec<u8>, NsmError>;
     /// The value of PCR `index`.
     fn describe_pcr(&self, index: u16) -> Result<Vec<u8>, NsmError>;
+    /// The trust anchor that documents of this world chain to: the AWS Nitro root on Nitro, the simulator's root in
+    /// simulator mode. The enclave verifies its callers' documents (the Recipient parameter) against it, so that a
+    /// production enclave never accepts a simulated document and a simulator only its own PKI's.
+    fn trust_anchor(&self) -> Result<crate::TrustAnchor, crate::AttestError>;
 }
 
 /// Refuses attestation request fields outside the NSM's limits, so the simulator refuses exactly what the hardware
@@ -166,6 +170,10 @@ impl Nsm for NitroNsm {
             Response::Error(code) => Err(NsmError::Request(format!("{code:?}"))),
             _ => Err(NsmError::Request("unexpected response to Attestation".into())),
         }
+    }
+
+    fn trust_anchor(&self) -> Result<crate::TrustAnchor, crate::AttestError> {
+        crate::TrustAnchor::aws_nitro()
     }
 
     fn describe_pcr(&self, index: u16) -> Result<Vec<u8>, NsmError> {

@@ -727,6 +727,10 @@ impl Nsm for SimNsm {
         self.pki.issue(&request, now).map_err(|e| NsmError::Request(format!("simulator: {e}")))
     }
 
+    fn trust_anchor(&self) -> Result<crate::TrustAnchor, crate::AttestError> {
+        crate::TrustAnchor::simulator(&self.pki.root_der())
+    }
+
     /// The PCR's value; PCRs below 32 that were not configured read as 48 zero bytes, as on Nitro.
     fn describe_pcr(&self, index: u16) -> Result<Vec<u8>, NsmError> {
         if u32::from(index) >= PCR_COUNT {

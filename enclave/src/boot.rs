@@ -85,12 +85,16 @@ pub async fn run(
         ca_sha384: sha2::Sha384::digest(&tls.ca_der).to_vec(),
     };
     let clock = Arc::new(Clock::default());
+    let anchor = nsm.trust_anchor().map_err(|e| Error::Internal(format!("trust anchor: {e}")))?;
     let svc = Arc::new(Service {
         nsm: Arc::from(nsm),
         binding,
         keys: Keyring::new(records.clone(), settings.scope.clone(), clock.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),
         credentials: Credentials::new(records.clone()),
+        principals: crate::principals::Principals::new(records.clone()),
+        policies: crate::authz::PolicyCache::new(settings.key_cache),
+        recipient_verifier: kms_attestation::Verifier::new(anchor),
         records: records.clone(),
         scope: settings.scope,
         clock,
@@ -100,6 +104,7 @@ pub async fn run(
     // records cannot make the enclave mint a new admin key.
     let bootstrap = if fresh {
         let arn = svc.scope.user_arn("admin");
+        svc.principals.create(&arn, true, svc.clock.now_secs()).await?;
         let (akid, secret) = svc.credentials.create(&arn, svc.clock.now_secs()).await?;
         tracing::info!(access_key_id = %akid, principal = %arn, "bootstrap admin access key created");
         Some(BootstrapCredential { access_key_id: akid, secret_access_key: secret.expose_secret().to_owned() })

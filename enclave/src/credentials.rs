@@ -129,6 +129,38 @@ impl Credentials {
         self.records.put(RecordKind::Credential, &akid, None, &body).await?;
         Ok((akid, secret))
     }
+
+    /// Deletes an access key; `false` if there is none. Requests signed with it fail from now on.
+    pub async fn delete(&self, akid: &str) -> Result<bool, Error> {
+        if !plausible_access_key_id(akid) {
+            return Ok(false);
+        }
+        let Some(opened) = self.records.get(RecordKind::Credential, akid).await? else { return Ok(false) };
+        self.records.delete(RecordKind::Credential, akid, opened.version).await?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(akid);
+        }
+        Ok(true)
+    }
+
+    /// Every access key as (id, principal ARN, creation date), in id order. Secrets stay inside.
+    pub async fn list(&self) -> Result<Vec<(String, String, f64)>, Error> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = self.records.list(RecordKind::Credential, after.as_deref(), 1000).await?;
+            for (id, opened) in &page {
+                let mut body: BodyIn = ciborium::from_reader(&opened.body[..])
+                    .map_err(|_| Error::Internal(format!("undecodable credential {id}")))?;
+                body.secret.zeroize();
+                out.push((id.clone(), std::mem::take(&mut body.principal_arn), body.creation_date));
+            }
+            after = page.last().map(|(id, _)| id.clone());
+            if !more || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

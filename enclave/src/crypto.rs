@@ -53,6 +53,15 @@ fn derive(ikm: &Key256, salt: &[u8], info: &[u8]) -> Result<Aes256Gcm, CryptoErr
     Aes256Gcm::new_from_slice(okm.as_ref()).map_err(|_| CryptoError)
 }
 
+/// A 256-bit key derived from `ikm` for the purpose `label` (HKDF-SHA256, no salt).
+pub fn derive_subkey(ikm: &Key256, label: &[u8]) -> Key256 {
+    let hk = Hkdf::<Sha256>::new(None, ikm.expose_secret());
+    let mut okm = Zeroizing::new([0u8; 32]);
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(label, okm.as_mut());
+    Key256::from_array(*okm)
+}
+
 /// Encrypts `buf` in place; returns the tag.
 fn seal_in_place(
     ikm: &Key256,

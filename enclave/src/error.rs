@@ -70,6 +70,9 @@ pub enum Error {
     /// SigV4 failed.
     #[error("{}", .0.message())]
     Auth(AuthError),
+    /// The key policy (or, for admin operations, the caller's role) does not allow the request.
+    #[error("{0}")]
+    AccessDenied(String),
     /// The access key id is unknown.
     #[error("The security token included in the request is invalid.")]
     UnrecognizedClient,
@@ -106,6 +109,7 @@ pub enum ErrorCode {
     IncompleteSignatureException,
     InvalidSignatureException,
     UnrecognizedClientException,
+    AccessDeniedException,
     KMSInternalException,
 }
 
@@ -137,6 +141,7 @@ impl ErrorCode {
             ErrorCode::IncompleteSignatureException => "IncompleteSignatureException",
             ErrorCode::InvalidSignatureException => "InvalidSignatureException",
             ErrorCode::UnrecognizedClientException => "UnrecognizedClientException",
+            ErrorCode::AccessDeniedException => "AccessDeniedException",
             ErrorCode::KMSInternalException => "KMSInternalException",
         }
     }
@@ -181,6 +186,7 @@ impl Error {
                 _ => ErrorCode::InvalidSignatureException,
             },
             Error::UnrecognizedClient => ErrorCode::UnrecognizedClientException,
+            Error::AccessDenied(_) => ErrorCode::AccessDeniedException,
             Error::Internal(_) => ErrorCode::KMSInternalException,
         }
     }

@@ -9,6 +9,7 @@
 //! reaches the outside only through the streams in [`transport`]: vsock in production, Unix sockets in simulator mode.
 
 pub mod aliases;
+pub mod authz;
 pub mod boot;
 pub mod calendar;
 pub mod cmd;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod policy;
+pub mod principals;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -3,6 +3,7 @@
 
 use crate::cmd;
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use crate::sigv4::{self, Expected};
 use crate::transport::Stream;
@@ -123,6 +124,7 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
     };
     let keep = |e: Error| (e, false);
 
+    let mut caller = None;
     if target != cmd::ATTESTATION_TARGET {
         let auth = sigv4::parse_authorization(&parts.headers).map_err(|e| keep(Error::Auth(e)))?;
         let cred =
@@ -140,6 +142,10 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
             crate::service::Clock::wall_unix(),
         )
         .map_err(|e| keep(Error::Auth(e)))?;
+        // An access key whose principal is gone authenticates nobody.
+        let principal =
+            svc.principals.get(&cred.principal_arn).await.map_err(keep)?.ok_or((Error::UnrecognizedClient, false))?;
+        caller = Some(Caller { principal, credential: cred });
     }
 
     if parts.method != Method::POST || parts.uri.path() != "/" {
@@ -149,7 +155,7 @@ async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<
             parts.uri.path()
         ))));
     }
-    cmd::dispatch(svc, target, &body).await.map_err(keep)
+    cmd::dispatch(svc, caller.as_ref(), target, &body).await.map_err(keep)
 }
 
 enum BodyError {

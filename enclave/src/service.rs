@@ -19,6 +19,12 @@ pub struct Service {
     pub aliases: Aliases,
     /// Access keys.
     pub credentials: Credentials,
+    /// Principals (users and roles) the access keys belong to.
+    pub principals: crate::principals::Principals,
+    /// Parsed key policies.
+    pub policies: crate::authz::PolicyCache,
+    /// Verifies callers' attestation documents (the Recipient parameter) against this world's trust anchor.
+    pub recipient_verifier: kms_attestation::Verifier,
     /// The sealed store (for what is sealed but not a key, alias or credential: import tokens).
     pub records: Arc<crate::store::Records>,
     /// The one clock of key lifecycles (deletion, and later rotation and expiry).

@@ -191,6 +191,12 @@ impl Records {
         Self { channel, domain_key, seen: Mutex::new(HashMap::new()) }
     }
 
+    /// A key for another purpose derived from the domain key (HKDF-SHA256, `label` as info): it changes with the
+    /// domain key and nothing but this enclave can compute it.
+    pub fn derive_key(&self, label: &[u8]) -> Key256 {
+        crypto::derive_subkey(&self.domain_key, label)
+    }
+
     /// The raw channel (for operations that carry no record).
     pub fn channel(&self) -> &Channel {
         &self.channel

@@ -35,6 +35,8 @@ pub enum RecordKind {
     KeyTombstone = 6,
     /// An import token handed to a caller (sealed with this kind in its AAD; never stored by the host).
     ImportToken = 7,
+    /// A principal (IAM-style user or role) and whether it administers principals.
+    Principal = 8,
 }
 
 impl From<RecordKind> for u16 {
@@ -54,6 +56,7 @@ impl TryFrom<u16> for RecordKind {
             5 => Self::TlsIssuer,
             6 => Self::KeyTombstone,
             7 => Self::ImportToken,
+            8 => Self::Principal,
             other => return Err(format!("unknown record kind {other}")),
         })
     }

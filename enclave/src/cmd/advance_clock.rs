@@ -3,6 +3,7 @@
 
 use super::{constraint, required, respond};
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +23,11 @@ struct Response {
     destroyed_keys: usize,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     if !svc.nsm.is_simulated() {
         return Err(Error::UnsupportedOperation("The clock can be moved only in simulator mode".into()));
     }
+    crate::authz::authorize_admin(caller, "EnclaveKms:AdvanceClock")?;
     let seconds = required(req.seconds, "seconds")?;
     if !(1..=MAX_SECONDS).contains(&seconds) {
         return Err(constraint(seconds, "seconds", &format!("Member must have value between 1 and {MAX_SECONDS}")));

@@ -1,8 +1,9 @@
 //! CancelKeyDeletion: back to Disabled, as AWS does.
 
-use super::{required, resolve, respond};
+use super::{authorized, required, respond};
 use crate::error::Error;
 use crate::keys::KeyState;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +19,8 @@ struct Response<'a> {
     key_id: &'a str,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:CancelKeyDeletion", |_| {}).await?;
     let updated = svc
         .keys
         .update(&key.meta.key_id, |key| {

@@ -4,6 +4,7 @@ use super::{key_not_found, required};
 use crate::aliases::validate_name;
 use crate::error::Error;
 use crate::ids::parse_direct_key_ref;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::Deserialize;
 
@@ -15,12 +16,18 @@ pub struct Request {
 }
 
 /// CreateAlias (`update` false) or UpdateAlias (`update` true).
-pub async fn run(svc: &Service, req: Request, update: bool) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request, update: bool) -> Result<Vec<u8>, Error> {
     let name = required(req.alias_name, "aliasName")?;
     let target = required(req.target_key_id, "targetKeyId")?;
     validate_name(&name)?;
     let key_id = parse_direct_key_ref(&target, &svc.scope)?;
     let key = svc.keys.get(&key_id).await?.ok_or_else(|| key_not_found(svc, &key_id))?;
+    let action = if update { "kms:UpdateAlias" } else { "kms:CreateAlias" };
+    crate::authz::authorize(svc, caller, &key, action, |_| {})?;
+    if update {
+        // Retargeting needs the permission on the key the alias leaves too.
+        authorize_current_target(svc, caller, &name, "kms:UpdateAlias").await?;
+    }
     key.check_not_pending_deletion()?;
     let now = svc.clock.now_secs();
     if update {
@@ -30,4 +37,20 @@ pub async fn run(svc: &Service, req: Request, update: bool) -> Result<Vec<u8>, E
     }
     tracing::info!(alias = %name, key_id = %key_id, update, "alias written");
     Ok(b"{}".to_vec())
+}
+
+/// Authorizes `action` on the live key an existing alias points to (nothing to check if the alias is missing, which
+/// the operation then reports, or its key is gone).
+pub async fn authorize_current_target(
+    svc: &Service,
+    caller: &Caller,
+    name: &str,
+    action: &'static str,
+) -> Result<(), Error> {
+    if let Some(alias) = svc.aliases.get(name).await?
+        && let Some(current) = svc.keys.get(&alias.target_key_id).await?
+    {
+        crate::authz::authorize(svc, caller, &current, action, |_| {})?;
+    }
+    Ok(())
 }

@@ -4,6 +4,8 @@ use super::describe_key::metadata;
 use super::{constraint, respond};
 use crate::error::Error;
 use crate::keys::{KeyMeta, KeySpec, KeyState, KeyUsage, Origin};
+use crate::policy::Policy;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -52,7 +54,6 @@ pub struct Request {
     key_spec: Option<String>,
     origin: Option<String>,
     custom_key_store_id: Option<String>,
-    #[allow(dead_code)]
     bypass_policy_lockout_safety_check: Option<bool>,
     tags: Option<Vec<Tag>>,
     multi_region: Option<bool>,
@@ -142,19 +143,15 @@ pub fn check_tags(tags: Vec<Tag>) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// Checks a key policy document: JSON with a Statement. Full evaluation comes with access control.
-pub fn policy(p: Option<String>, svc: &Service) -> Result<String, Error> {
-    let Some(p) = p else {
-        return Ok(default_policy(&svc.scope.account_id));
-    };
+/// The key policy of a request (AWS's default when there is none), checked by the policy engine: anything it cannot
+/// parse is `MalformedPolicyDocumentException`.
+pub fn policy(p: Option<String>, svc: &Service) -> Result<(String, Policy), Error> {
+    let p = p.unwrap_or_else(|| default_policy(&svc.scope.account_id));
     if p.is_empty() || p.len() > MAX_POLICY {
         return Err(constraint("<policy>", "policy", &format!("Member must have length between 1 and {MAX_POLICY}")));
     }
-    let doc: serde_json::Value = serde_json::from_str(&p)
-        .map_err(|_| Error::MalformedPolicyDocument("The new key policy is not valid JSON".into()))?;
-    if doc.get("Statement").is_none() {
-        return Err(Error::MalformedPolicyDocument("The key policy has no Statement".into()));
-    }
-    Ok(p)
+    let parsed = Policy::parse(&p)?;
+    Ok((p, parsed))
 }
 
 /// The default key policy AWS gives a key created without one.
@@ -173,7 +170,7 @@ pub fn default_policy(account: &str) -> String {
     .to_string()
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let key_spec = key_spec(&req)?;
     let key_usage = key_usage(&req)?;
     let origin = origin(&req)?;
@@ -187,9 +184,14 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     if description.chars().count() > MAX_DESCRIPTION {
         return Err(constraint("<description>", "description", "Member must have length less than or equal to 8192"));
     }
-    let policy = policy(req.policy, svc)?;
+    crate::authz::authorize_account(svc, caller, "kms:CreateKey")?;
+    let custom_policy = req.policy.is_some();
+    let (policy, parsed) = policy(req.policy, svc)?;
     let tags = tags(req.tags)?;
     let (key_id, _) = crate::ids::new_key_id()?;
+    if custom_policy && req.bypass_policy_lockout_safety_check != Some(true) {
+        crate::authz::check_lockout(caller, &parsed, &svc.scope.key_arn(&key_id))?;
+    }
     let meta = KeyMeta {
         key_id,
         creation_date: svc.clock.now_secs(),

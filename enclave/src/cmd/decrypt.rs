@@ -8,6 +8,7 @@ use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
 use crate::ids::format_uuid;
 use crate::keys::{Key, Lookup};
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -37,7 +38,7 @@ struct Response<'a> {
     encryption_algorithm: &'static str,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let blob = required(req.ciphertext_blob, "ciphertextBlob")?.0;
     check_len(blob.len(), "ciphertextBlob", MAX_CIPHERTEXT)?;
     check_context(&req.encryption_context)?;
@@ -45,6 +46,12 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     check_symmetric_algorithm(&req.encryption_algorithm)?;
     refuse_recipient(&req.recipient)?;
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
+    crate::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
+        c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        if let Some(named) = req.key_id.as_deref() {
+            c.request_alias(named, &svc.scope);
+        }
+    })?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }

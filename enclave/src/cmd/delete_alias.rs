@@ -3,6 +3,7 @@
 use super::required;
 use crate::aliases::validate_name;
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::Deserialize;
 
@@ -12,9 +13,10 @@ pub struct Request {
     alias_name: Option<String>,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let name = required(req.alias_name, "aliasName")?;
     validate_name(&name)?;
+    super::create_alias::authorize_current_target(svc, caller, &name, "kms:DeleteAlias").await?;
     svc.aliases.delete(&name).await?;
     tracing::info!(alias = %name, "alias deleted");
     Ok(b"{}".to_vec())

@@ -1,8 +1,9 @@
 //! DescribeKey.
 
-use super::{check_grant_tokens, required, resolve};
+use super::{authorized, check_grant_tokens, required};
 use crate::error::Error;
 use crate::keys::{ExpirationModel, Key, KeySpec, KeyState, KeyUsage, Origin};
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -72,8 +73,8 @@ pub struct Response<'a> {
     key_metadata: KeyMetadata<'a>,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     check_grant_tokens(&req.grant_tokens)?;
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:DescribeKey", |_| {}).await?;
     super::respond(Response { key_metadata: metadata(svc, &key) })
 }

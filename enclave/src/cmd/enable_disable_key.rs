@@ -1,8 +1,9 @@
 //! EnableKey and DisableKey.
 
-use super::{required, resolve};
+use super::{authorized, required};
 use crate::error::Error;
 use crate::keys::KeyState;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::Deserialize;
 
@@ -12,8 +13,15 @@ pub struct Request {
     key_id: Option<String>,
 }
 
-pub async fn run(svc: &Service, req: Request, enable: bool) -> Result<Vec<u8>, Error> {
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+pub async fn run(svc: &Service, caller: &Caller, req: Request, enable: bool) -> Result<Vec<u8>, Error> {
+    let key = authorized(
+        svc,
+        caller,
+        &required(req.key_id, "keyId")?,
+        if enable { "kms:EnableKey" } else { "kms:DisableKey" },
+        |_| {},
+    )
+    .await?;
     let target = if enable { KeyState::Enabled } else { KeyState::Disabled };
     svc.keys
         .update(&key.meta.key_id, |key| {

@@ -1,11 +1,12 @@
 //! Encrypt.
 
 use super::{
-    Context, SecretBlob, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, required,
-    resolve, respond,
+    Context, SecretBlob, authorized, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm,
+    required, respond,
 };
 use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -39,14 +40,17 @@ pub fn seal(key: &crate::keys::Key, ctx: &Context, plaintext: &[u8]) -> Result<V
         .map_err(|_| Error::Internal("encryption failed".into()))
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let plaintext = required(req.plaintext, "plaintext")?;
     check_len(plaintext.0.len(), "plaintext", MAX_PLAINTEXT)?;
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
     check_symmetric_algorithm(&req.encryption_algorithm)?;
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:Encrypt", |c| {
+        c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    })
+    .await?;
     key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);

@@ -1,9 +1,10 @@
 //! GenerateDataKey and GenerateDataKeyWithoutPlaintext.
 
 use super::{
-    Context, b64, check_context, check_grant_tokens, constraint, refuse_recipient, required, resolve, respond,
+    Context, authorized, b64, check_context, check_grant_tokens, constraint, refuse_recipient, required, respond,
 };
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -55,7 +56,7 @@ fn length(key_spec: Option<&str>, number_of_bytes: Option<i64>) -> Result<usize,
     }
 }
 
-pub async fn run(svc: &Service, req: Request, with_plaintext: bool) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: bool) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let len = length(req.key_spec.as_deref(), req.number_of_bytes)?;
     check_context(&req.encryption_context)?;
@@ -63,7 +64,11 @@ pub async fn run(svc: &Service, req: Request, with_plaintext: bool) -> Result<Ve
     if with_plaintext {
         refuse_recipient(&req.recipient)?;
     }
-    let key = resolve(svc, &key_id).await?;
+    let action = if with_plaintext { "kms:GenerateDataKey" } else { "kms:GenerateDataKeyWithoutPlaintext" };
+    let key = authorized(svc, caller, &key_id, action, |c| {
+        c.encryption_context(&req.encryption_context);
+    })
+    .await?;
     key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);

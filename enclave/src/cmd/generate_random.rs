@@ -2,6 +2,8 @@
 
 use super::{b64, constraint, refuse_recipient, required, respond};
 use crate::error::Error;
+use crate::principals::Caller;
+use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -20,7 +22,7 @@ struct Response<'a> {
     plaintext: &'a [u8],
 }
 
-pub fn run(req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(_svc: &Service, _caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let n = required(req.number_of_bytes, "numberOfBytes")?;
     if !(1..=1024).contains(&n) {
         return Err(constraint(n, "numberOfBytes", "Member must have value between 1 and 1024"));

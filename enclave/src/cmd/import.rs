@@ -6,9 +6,10 @@
 //! only here, only for that key, and its expiry (24 hours by the lifecycle clock) cannot be altered. RSA decryption
 //! is done with aws-lc-rs (constant-time; the `rsa` crate is under RUSTSEC-2023-0071).
 
-use super::{Blob, b64, constraint, required, resolve, respond};
+use super::{Blob, authorized, b64, constraint, required, respond};
 use crate::error::Error;
 use crate::keys::{ExpirationModel, Imported, Key, KeyState, Origin};
+use crate::principals::Caller;
 use crate::secret::Key256;
 use crate::service::Service;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
@@ -111,10 +112,12 @@ struct ParametersResponse<'a> {
     parameters_valid_to: f64,
 }
 
-pub async fn parameters(svc: &Service, req: ParametersRequest) -> Result<Vec<u8>, Error> {
+pub async fn parameters(svc: &Service, caller: &Caller, req: ParametersRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
-    let wrapping = Wrapping::parse(&required(req.wrapping_algorithm, "wrappingAlgorithm")?)?;
-    let size = match required(req.wrapping_key_spec, "wrappingKeySpec")?.as_str() {
+    let wrapping_name = required(req.wrapping_algorithm, "wrappingAlgorithm")?;
+    let wrapping = Wrapping::parse(&wrapping_name)?;
+    let spec_name = required(req.wrapping_key_spec, "wrappingKeySpec")?;
+    let size = match spec_name.as_str() {
         "RSA_2048" => KeySize::Rsa2048,
         "RSA_3072" => KeySize::Rsa3072,
         "RSA_4096" => KeySize::Rsa4096,
@@ -126,7 +129,10 @@ pub async fn parameters(svc: &Service, req: ParametersRequest) -> Result<Vec<u8>
             ));
         }
     };
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:GetParametersForImport", |c| {
+        c.set("kms:WrappingAlgorithm", wrapping_name.as_str()).set("kms:WrappingKeySpec", spec_name.as_str());
+    })
+    .await?;
     require_external(&key)?;
     // RSA key generation takes a while (seconds for 4096 bits): keep it off the async workers.
     let rsa = tokio::task::spawn_blocking(move || PrivateDecryptingKey::generate(size))
@@ -197,6 +203,13 @@ fn unwrap_material(token: &Token, encrypted: &[u8]) -> Result<Zeroizing<Vec<u8>>
     }
 }
 
+fn expiration_name(model: ExpirationModel) -> &'static str {
+    match model {
+        ExpirationModel::Expires => "KEY_MATERIAL_EXPIRES",
+        ExpirationModel::DoesNotExpire => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    }
+}
+
 fn expiration(model: Option<&str>, valid_to: Option<f64>, now: f64) -> Result<(ExpirationModel, Option<f64>), Error> {
     let model = match (model, valid_to) {
         (Some("KEY_MATERIAL_EXPIRES"), Some(_)) | (None, Some(_)) => ExpirationModel::Expires,
@@ -227,7 +240,7 @@ fn expiration(model: Option<&str>, valid_to: Option<f64>, now: f64) -> Result<(E
     Ok((model, valid_to))
 }
 
-pub async fn import(svc: &Service, req: ImportRequest) -> Result<Vec<u8>, Error> {
+pub async fn import(svc: &Service, caller: &Caller, req: ImportRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let token = required(req.import_token, "importToken")?.0;
     let encrypted = required(req.encrypted_key_material, "encryptedKeyMaterial")?.0;
@@ -235,7 +248,13 @@ pub async fn import(svc: &Service, req: ImportRequest) -> Result<Vec<u8>, Error>
     super::check_len(encrypted.len(), "encryptedKeyMaterial", MAX_BLOB)?;
     let now = svc.clock.now_secs();
     let (model, valid_to) = expiration(req.expiration_model.as_deref(), req.valid_to, now)?;
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:ImportKeyMaterial", |c| {
+        c.set("kms:ExpirationModel", expiration_name(model));
+        if let Some(t) = valid_to {
+            c.set("kms:ValidTo", format!("{}", t as i64));
+        }
+    })
+    .await?;
     require_external(&key)?;
     let invalid = || Error::InvalidImportToken(format!("The import token is not valid for {}", key.arn));
     let body = svc.records.open_transient(RecordKind::ImportToken, &key.meta.key_id, &token).ok_or_else(invalid)?;
@@ -285,8 +304,8 @@ pub struct DeleteRequest {
     key_material_id: Option<String>,
 }
 
-pub async fn delete(svc: &Service, req: DeleteRequest) -> Result<Vec<u8>, Error> {
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+pub async fn delete(svc: &Service, caller: &Caller, req: DeleteRequest) -> Result<Vec<u8>, Error> {
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:DeleteImportedKeyMaterial", |_| {}).await?;
     let updated = svc
         .keys
         .update(&key.meta.key_id, |key| {

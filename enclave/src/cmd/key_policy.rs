@@ -2,8 +2,9 @@
 //! stored and returned here; its evaluation comes with access control.
 
 use super::create_key::policy as check_policy;
-use super::{required, resolve, respond};
+use super::{authorized, required, respond};
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,6 @@ pub struct PutRequest {
     key_id: Option<String>,
     policy_name: Option<String>,
     policy: Option<String>,
-    #[allow(dead_code)]
     bypass_policy_lockout_safety_check: Option<bool>,
 }
 
@@ -56,17 +56,24 @@ fn check_name(name: Option<&str>) -> Result<(), Error> {
     }
 }
 
-pub async fn get(svc: &Service, req: GetRequest) -> Result<Vec<u8>, Error> {
+pub async fn get(svc: &Service, caller: &Caller, req: GetRequest) -> Result<Vec<u8>, Error> {
     check_name(req.policy_name.as_deref())?;
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:GetKeyPolicy", |_| {}).await?;
     respond(GetResponse { policy: &key.meta.policy, policy_name: POLICY_NAME })
 }
 
-pub async fn put(svc: &Service, req: PutRequest) -> Result<Vec<u8>, Error> {
+pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
-    let policy = check_policy(Some(required(req.policy, "policy")?), svc)?;
+    let (policy, parsed) = check_policy(Some(required(req.policy, "policy")?), svc)?;
+    let bypass = req.bypass_policy_lockout_safety_check == Some(true);
     check_name(req.policy_name.as_deref())?;
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:PutKeyPolicy", |c| {
+        c.set("kms:BypassPolicyLockoutSafetyCheck", if bypass { "true" } else { "false" });
+    })
+    .await?;
+    if !bypass {
+        crate::authz::check_lockout(caller, &parsed, &key.arn)?;
+    }
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.meta.policy = policy.clone();
@@ -77,8 +84,8 @@ pub async fn put(svc: &Service, req: PutRequest) -> Result<Vec<u8>, Error> {
     Ok(b"{}".to_vec())
 }
 
-pub async fn list(svc: &Service, req: ListRequest) -> Result<Vec<u8>, Error> {
+pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Vec<u8>, Error> {
     super::page_limit(req.limit, 100, 1000)?;
-    resolve(svc, &required(req.key_id, "keyId")?).await?;
+    authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyPolicies", |_| {}).await?;
     respond(ListResponse { policy_names: [POLICY_NAME], truncated: false })
 }

@@ -4,6 +4,7 @@ use super::{decode_marker, encode_marker, page_limit, respond};
 use crate::error::Error;
 use crate::ids::parse_direct_key_ref;
 use crate::keys::Lookup;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,8 @@ struct Response {
     next_marker: Option<String>,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
+    crate::authz::authorize_account(svc, caller, "kms:ListAliases")?;
     let limit = page_limit(req.limit, 50, 100)?;
     let mut after = req.marker.as_deref().map(|m| decode_marker('A', m)).transpose()?;
     let filter = match req.key_id.as_deref() {

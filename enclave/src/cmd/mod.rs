@@ -1,6 +1,7 @@
 //! The KMS operations, one file each, and what they share: request parsing, blob encoding, key resolution, paging
 //! markers and common validation.
 
+mod admin;
 mod advance_clock;
 mod cancel_key_deletion;
 mod create_alias;
@@ -26,6 +27,7 @@ mod update_key_description;
 use crate::error::Error;
 use crate::ids::{KeyRef, parse_key_ref};
 use crate::keys::{Key, Lookup};
+use crate::principals::Caller;
 use crate::service::Service;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -43,50 +45,65 @@ pub const ATTESTATION_TARGET: &str = "EnclaveKms.GetAttestationDocument";
 /// Simulator mode only: moves the lifecycle clock forward (our extension, SigV4-authenticated).
 pub const ADVANCE_CLOCK_TARGET: &str = "EnclaveKms.AdvanceClock";
 
-/// Runs the operation named by `X-Amz-Target` on a JSON body, returning the JSON response body.
-pub async fn dispatch(svc: &Service, target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+/// Runs the operation named by `X-Amz-Target` on a JSON body, returning the JSON response body. `caller` is the
+/// SigV4-authenticated principal; only [`ATTESTATION_TARGET`] runs without one.
+pub async fn dispatch(svc: &Service, caller: Option<&Caller>, target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
     if target == ATTESTATION_TARGET {
         return get_attestation_document::run(svc, parse(body)?).await;
     }
+    let Some(caller) = caller else {
+        return Err(Error::Auth(crate::sigv4::AuthError::MissingAuthentication));
+    };
     if target == ADVANCE_CLOCK_TARGET {
-        return advance_clock::run(svc, parse(body)?).await;
+        return advance_clock::run(svc, caller, parse(body)?).await;
+    }
+    if let Some(op) = target.strip_prefix("EnclaveKms.") {
+        return match op {
+            "CreatePrincipal" => admin::create_principal(svc, caller, parse(body)?).await,
+            "DeletePrincipal" => admin::delete_principal(svc, caller, parse(body)?).await,
+            "ListPrincipals" => admin::list_principals(svc, caller).await,
+            "CreateAccessKey" => admin::create_access_key(svc, caller, parse(body)?).await,
+            "DeleteAccessKey" => admin::delete_access_key(svc, caller, parse(body)?).await,
+            "GetCallerIdentity" => admin::get_caller_identity(svc, caller),
+            _ => Err(unknown(target)),
+        };
     }
     let Some(op) = target.strip_prefix("TrentService.") else {
         return Err(unknown(target));
     };
     match op {
-        "CreateKey" => create_key::run(svc, parse(body)?).await,
-        "DescribeKey" => describe_key::run(svc, parse(body)?).await,
-        "ListKeys" => list_keys::run(svc, parse(body)?).await,
-        "Encrypt" => encrypt::run(svc, parse(body)?).await,
-        "Decrypt" => decrypt::run(svc, parse(body)?).await,
-        "GenerateDataKey" => generate_data_key::run(svc, parse(body)?, true).await,
-        "GenerateDataKeyWithoutPlaintext" => generate_data_key::run(svc, parse(body)?, false).await,
-        "GenerateRandom" => generate_random::run(parse(body)?),
-        "CreateAlias" => create_alias::run(svc, parse(body)?, false).await,
-        "DeleteAlias" => delete_alias::run(svc, parse(body)?).await,
-        "ListAliases" => list_aliases::run(svc, parse(body)?).await,
-        "EnableKey" => enable_disable_key::run(svc, parse(body)?, true).await,
-        "DisableKey" => enable_disable_key::run(svc, parse(body)?, false).await,
-        "ScheduleKeyDeletion" => schedule_key_deletion::run(svc, parse(body)?).await,
-        "CancelKeyDeletion" => cancel_key_deletion::run(svc, parse(body)?).await,
-        "UpdateKeyDescription" => update_key_description::run(svc, parse(body)?).await,
-        "UpdateAlias" => create_alias::run(svc, parse(body)?, true).await,
-        "TagResource" => tags::tag(svc, parse(body)?).await,
-        "UntagResource" => tags::untag(svc, parse(body)?).await,
-        "ListResourceTags" => tags::list(svc, parse(body)?).await,
-        "GetKeyPolicy" => key_policy::get(svc, parse(body)?).await,
-        "PutKeyPolicy" => key_policy::put(svc, parse(body)?).await,
-        "ListKeyPolicies" => key_policy::list(svc, parse(body)?).await,
-        "EnableKeyRotation" => rotation::enable(svc, parse(body)?).await,
-        "DisableKeyRotation" => rotation::disable(svc, parse(body)?).await,
-        "GetKeyRotationStatus" => rotation::status(svc, parse(body)?).await,
-        "RotateKeyOnDemand" => rotation::on_demand(svc, parse(body)?).await,
-        "ListKeyRotations" => rotation::list(svc, parse(body)?).await,
-        "ReEncrypt" => re_encrypt::run(svc, parse(body)?).await,
-        "GetParametersForImport" => import::parameters(svc, parse(body)?).await,
-        "ImportKeyMaterial" => import::import(svc, parse(body)?).await,
-        "DeleteImportedKeyMaterial" => import::delete(svc, parse(body)?).await,
+        "CreateKey" => create_key::run(svc, caller, parse(body)?).await,
+        "DescribeKey" => describe_key::run(svc, caller, parse(body)?).await,
+        "ListKeys" => list_keys::run(svc, caller, parse(body)?).await,
+        "Encrypt" => encrypt::run(svc, caller, parse(body)?).await,
+        "Decrypt" => decrypt::run(svc, caller, parse(body)?).await,
+        "GenerateDataKey" => generate_data_key::run(svc, caller, parse(body)?, true).await,
+        "GenerateDataKeyWithoutPlaintext" => generate_data_key::run(svc, caller, parse(body)?, false).await,
+        "GenerateRandom" => generate_random::run(svc, caller, parse(body)?).await,
+        "CreateAlias" => create_alias::run(svc, caller, parse(body)?, false).await,
+        "DeleteAlias" => delete_alias::run(svc, caller, parse(body)?).await,
+        "ListAliases" => list_aliases::run(svc, caller, parse(body)?).await,
+        "EnableKey" => enable_disable_key::run(svc, caller, parse(body)?, true).await,
+        "DisableKey" => enable_disable_key::run(svc, caller, parse(body)?, false).await,
+        "ScheduleKeyDeletion" => schedule_key_deletion::run(svc, caller, parse(body)?).await,
+        "CancelKeyDeletion" => cancel_key_deletion::run(svc, caller, parse(body)?).await,
+        "UpdateKeyDescription" => update_key_description::run(svc, caller, parse(body)?).await,
+        "UpdateAlias" => create_alias::run(svc, caller, parse(body)?, true).await,
+        "TagResource" => tags::tag(svc, caller, parse(body)?).await,
+        "UntagResource" => tags::untag(svc, caller, parse(body)?).await,
+        "ListResourceTags" => tags::list(svc, caller, parse(body)?).await,
+        "GetKeyPolicy" => key_policy::get(svc, caller, parse(body)?).await,
+        "PutKeyPolicy" => key_policy::put(svc, caller, parse(body)?).await,
+        "ListKeyPolicies" => key_policy::list(svc, caller, parse(body)?).await,
+        "EnableKeyRotation" => rotation::enable(svc, caller, parse(body)?).await,
+        "DisableKeyRotation" => rotation::disable(svc, caller, parse(body)?).await,
+        "GetKeyRotationStatus" => rotation::status(svc, caller, parse(body)?).await,
+        "RotateKeyOnDemand" => rotation::on_demand(svc, caller, parse(body)?).await,
+        "ListKeyRotations" => rotation::list(svc, caller, parse(body)?).await,
+        "ReEncrypt" => re_encrypt::run(svc, caller, parse(body)?).await,
+        "GetParametersForImport" => import::parameters(svc, caller, parse(body)?).await,
+        "ImportKeyMaterial" => import::import(svc, caller, parse(body)?).await,
+        "DeleteImportedKeyMaterial" => import::delete(svc, caller, parse(body)?).await,
         _ => Err(unknown(target)),
     }
 }
@@ -157,6 +174,23 @@ pub async fn resolve(svc: &Service, key_id: &str) -> Result<Arc<Key>, Error> {
     }
 }
 
+/// Resolves a KeyId (any form) and authorizes `action` on the key by its key policy, with `kms:RequestAlias` when
+/// the KeyId is an alias and the operation's own condition keys from `extra`.
+pub async fn authorized(
+    svc: &Service,
+    caller: &Caller,
+    key_id: &str,
+    action: &'static str,
+    extra: impl FnOnce(&mut crate::authz::Conditions<'_>),
+) -> Result<Arc<Key>, Error> {
+    let key = resolve(svc, key_id).await?;
+    crate::authz::authorize(svc, caller, &key, action, |c| {
+        c.request_alias(key_id, &svc.scope);
+        extra(c);
+    })?;
+    Ok(key)
+}
+
 /// NotFoundException for a key id, worded as AWS words it.
 pub fn key_not_found(svc: &Service, key_id: &str) -> Error {
     Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(key_id)))
@@ -203,6 +237,17 @@ pub fn check_context(ctx: &Context) -> Result<(), Error> {
         let total: usize = c.iter().map(|(k, v)| k.len() + v.len()).sum();
         if total > 8192 {
             return Err(Error::Validation("Encryption context exceeds the maximum size of 8192 bytes".into()));
+        }
+        // Policy condition keys are case-insensitive, so `kms:EncryptionContext:Tenant` would see both of two keys
+        // that differ only in case: such a context is ambiguous to a policy, and refused.
+        if c.len() > 1 {
+            let mut folded: Vec<String> = c.keys().map(|k| k.to_lowercase()).collect();
+            folded.sort_unstable();
+            if folded.windows(2).any(|w| w.first() == w.get(1)) {
+                return Err(Error::Validation(
+                    "Encryption context keys must differ in more than letter case (key policy conditions compare them case-insensitively)".into(),
+                ));
+            }
         }
     }
     Ok(())
@@ -288,6 +333,18 @@ mod tests {
         assert!(matches!(parse::<R>(br#"{"KeyId": 5}"#), Err(Error::Serialization(_))));
         assert!(parse::<R>(b"").is_ok());
         assert!(parse::<R>(br#"{"Unknown": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn contexts_with_keys_equal_but_for_case_are_refused() {
+        let ctx = |pairs: &[(&str, &str)]| -> Context {
+            Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        assert!(check_context(&ctx(&[("Tenant", "a"), ("tenant", "b")])).is_err());
+        assert!(check_context(&ctx(&[("ÄB", "a"), ("äb", "b")])).is_err());
+        assert!(check_context(&ctx(&[("Tenant", "a"), ("Tenant2", "b")])).is_ok());
+        assert!(check_context(&ctx(&[("Tenant", "a")])).is_ok());
+        assert!(check_context(&None).is_ok());
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 use super::decrypt::{MAX_CIPHERTEXT, open, source_key};
 use super::{
-    Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, required, resolve,
-    respond,
+    Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, required, respond,
 };
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -35,9 +35,9 @@ struct Response<'a> {
     destination_encryption_algorithm: &'static str,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let blob = required(req.ciphertext_blob, "ciphertextBlob")?.0;
-    let destination = required(req.destination_key_id, "destinationKeyId")?;
+    let destination_id = required(req.destination_key_id, "destinationKeyId")?;
     check_len(blob.len(), "ciphertextBlob", MAX_CIPHERTEXT)?;
     check_context(&req.source_encryption_context)?;
     check_context(&req.destination_encryption_context)?;
@@ -45,7 +45,22 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     check_symmetric_algorithm(&req.source_encryption_algorithm)?;
     check_symmetric_algorithm(&req.destination_encryption_algorithm)?;
     let (source, header) = source_key(svc, &blob, req.source_key_id.as_deref()).await?;
-    let destination = resolve(svc, &destination).await?;
+    let destination = super::resolve(svc, &destination_id).await?;
+    let on_same_key = if destination.uuid == source.uuid { "true" } else { "false" };
+    crate::authz::authorize(svc, caller, &source, "kms:ReEncryptFrom", |c| {
+        c.encryption_context(&req.source_encryption_context)
+            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+            .set("kms:ReEncryptOnSameKey", on_same_key);
+        if let Some(named) = req.source_key_id.as_deref() {
+            c.request_alias(named, &svc.scope);
+        }
+    })?;
+    crate::authz::authorize(svc, caller, &destination, "kms:ReEncryptTo", |c| {
+        c.encryption_context(&req.destination_encryption_context)
+            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+            .set("kms:ReEncryptOnSameKey", on_same_key)
+            .request_alias(&destination_id, &svc.scope);
+    })?;
     destination.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);

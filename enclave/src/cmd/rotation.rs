@@ -2,9 +2,10 @@
 //! adds a backing-key version: Encrypt uses the newest, Decrypt finds a ciphertext's version in its header, so every
 //! old ciphertext keeps decrypting.
 
-use super::{constraint, decode_marker, encode_marker, page_limit, required, resolve, respond};
+use super::{authorized, constraint, decode_marker, encode_marker, page_limit, required, respond};
 use crate::error::Error;
 use crate::keys::Key;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -83,14 +84,17 @@ fn check_rotatable(key: &Key) -> Result<(), Error> {
     key.check_usable()
 }
 
-pub async fn enable(svc: &Service, req: EnableRequest) -> Result<Vec<u8>, Error> {
+pub async fn enable(svc: &Service, caller: &Caller, req: EnableRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let days = req.rotation_period_in_days.unwrap_or(DEFAULT_PERIOD_DAYS);
     if !(MIN_PERIOD_DAYS..=MAX_PERIOD_DAYS).contains(&days) {
         return Err(constraint(days, "rotationPeriodInDays", "Member must have value between 90 and 2560"));
     }
     let days = u32::try_from(days).map_err(|_| Error::Internal("period".into()))?;
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:EnableKeyRotation", |c| {
+        c.set("kms:RotationPeriodInDays", days.to_string());
+    })
+    .await?;
     let now = svc.clock.now_secs();
     svc.keys
         .update(&key.meta.key_id, |key| {
@@ -103,8 +107,8 @@ pub async fn enable(svc: &Service, req: EnableRequest) -> Result<Vec<u8>, Error>
     Ok(b"{}".to_vec())
 }
 
-pub async fn disable(svc: &Service, req: KeyRequest) -> Result<Vec<u8>, Error> {
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+pub async fn disable(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<Vec<u8>, Error> {
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:DisableKeyRotation", |_| {}).await?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             check_rotatable(key)?;
@@ -116,8 +120,8 @@ pub async fn disable(svc: &Service, req: KeyRequest) -> Result<Vec<u8>, Error> {
     Ok(b"{}".to_vec())
 }
 
-pub async fn status(svc: &Service, req: KeyRequest) -> Result<Vec<u8>, Error> {
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+pub async fn status(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<Vec<u8>, Error> {
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:GetKeyRotationStatus", |_| {}).await?;
     respond(StatusResponse {
         key_rotation_enabled: key.meta.rotation_period_days.is_some(),
         key_id: &key.arn,
@@ -126,8 +130,8 @@ pub async fn status(svc: &Service, req: KeyRequest) -> Result<Vec<u8>, Error> {
     })
 }
 
-pub async fn on_demand(svc: &Service, req: KeyRequest) -> Result<Vec<u8>, Error> {
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+pub async fn on_demand(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<Vec<u8>, Error> {
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:RotateKeyOnDemand", |_| {}).await?;
     let now = svc.clock.now_secs();
     let updated = svc
         .keys
@@ -147,13 +151,13 @@ pub async fn on_demand(svc: &Service, req: KeyRequest) -> Result<Vec<u8>, Error>
     respond(KeyIdResponse { key_id: &updated.arn })
 }
 
-pub async fn list(svc: &Service, req: ListRequest) -> Result<Vec<u8>, Error> {
+pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Vec<u8>, Error> {
     let limit = page_limit(req.limit, 100, 1000)? as usize;
     let after: Option<u32> = match req.marker.as_deref() {
         Some(m) => Some(decode_marker('R', m)?.parse().map_err(|_| Error::InvalidMarker)?),
         None => None,
     };
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyRotations", |_| {}).await?;
     let mut rotations: Vec<_> = key.meta.rotations.iter().filter(|r| after.is_none_or(|a| r.version > a)).collect();
     let truncated = rotations.len() > limit;
     rotations.truncate(limit);

@@ -1,8 +1,9 @@
 //! ScheduleKeyDeletion.
 
-use super::{constraint, required, resolve, respond};
+use super::{authorized, constraint, required, respond};
 use crate::error::Error;
 use crate::keys::KeyState;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -27,14 +28,17 @@ struct Response<'a> {
     pending_window_in_days: u32,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let days = req.pending_window_in_days.unwrap_or(DEFAULT_WINDOW_DAYS);
     if !(MIN_WINDOW_DAYS..=MAX_WINDOW_DAYS).contains(&days) {
         return Err(constraint(days, "pendingWindowInDays", "Member must have value between 7 and 30"));
     }
     let days = u32::try_from(days).map_err(|_| Error::Internal("window".into()))?;
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:ScheduleKeyDeletion", |c| {
+        c.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
+    })
+    .await?;
     let deletion_date = svc.clock.now_secs() + f64::from(days) * 86_400.0;
     let updated = svc
         .keys

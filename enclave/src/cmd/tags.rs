@@ -1,8 +1,9 @@
 //! TagResource, UntagResource and ListResourceTags.
 
 use super::create_key::{MAX_TAGS, Tag, check_tags};
-use super::{decode_marker, encode_marker, page_limit, required, resolve, respond};
+use super::{authorized, decode_marker, encode_marker, page_limit, required, respond};
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -44,10 +45,16 @@ struct ListResponse<'a> {
     next_marker: Option<String>,
 }
 
-pub async fn tag(svc: &Service, req: TagRequest) -> Result<Vec<u8>, Error> {
+pub async fn tag(svc: &Service, caller: &Caller, req: TagRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let new = check_tags(required(req.tags, "tags")?)?;
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:TagResource", |c| {
+        c.set_all("aws:TagKeys", new.iter().map(|(k, _)| k.clone()));
+        for (k, v) in &new {
+            c.set(&format!("aws:RequestTag/{k}"), v.clone());
+        }
+    })
+    .await?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
@@ -66,7 +73,7 @@ pub async fn tag(svc: &Service, req: TagRequest) -> Result<Vec<u8>, Error> {
     Ok(b"{}".to_vec())
 }
 
-pub async fn untag(svc: &Service, req: UntagRequest) -> Result<Vec<u8>, Error> {
+pub async fn untag(svc: &Service, caller: &Caller, req: UntagRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let keys = required(req.tag_keys, "tagKeys")?;
     if keys.is_empty() || keys.len() > MAX_TAGS {
@@ -75,7 +82,10 @@ pub async fn untag(svc: &Service, req: UntagRequest) -> Result<Vec<u8>, Error> {
     if keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
         return Err(Error::Validation("Each tag key must have length between 1 and 128".into()));
     }
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:UntagResource", |c| {
+        c.set_all("aws:TagKeys", keys.iter().cloned());
+    })
+    .await?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
@@ -86,10 +96,10 @@ pub async fn untag(svc: &Service, req: UntagRequest) -> Result<Vec<u8>, Error> {
     Ok(b"{}".to_vec())
 }
 
-pub async fn list(svc: &Service, req: ListRequest) -> Result<Vec<u8>, Error> {
+pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Vec<u8>, Error> {
     let limit = page_limit(req.limit, 50, 50)? as usize;
     let after = req.marker.as_deref().map(|m| decode_marker('T', m)).transpose()?;
-    let key = resolve(svc, &required(req.key_id, "keyId")?).await?;
+    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:ListResourceTags", |_| {}).await?;
     let mut tags: Vec<&(String, String)> =
         key.meta.tags.iter().filter(|(k, _)| after.as_deref().is_none_or(|a| k.as_str() > a)).collect();
     tags.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,7 +1,8 @@
 //! UpdateKeyDescription.
 
-use super::{constraint, required, resolve};
+use super::{authorized, constraint, required};
 use crate::error::Error;
+use crate::principals::Caller;
 use crate::service::Service;
 use serde::Deserialize;
 
@@ -12,13 +13,13 @@ pub struct Request {
     description: Option<String>,
 }
 
-pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let description = required(req.description, "description")?;
     if description.chars().count() > super::create_key::MAX_DESCRIPTION {
         return Err(constraint("<description>", "description", "Member must have length less than or equal to 8192"));
     }
-    let key = resolve(svc, &key_id).await?;
+    let key = authorized(svc, caller, &key_id, "kms:UpdateKeyDescription", |_| {}).await?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;

@@ -1,0 +1,205 @@
+//! Authorization: every operation on a key is decided by that key's policy, evaluated here with IAM's logic
+//! ([`crate::policy`]), with the caller from SigV4 and the condition keys AWS KMS documents for the operation.
+//!
+//! Each key's policy is parsed once per record version and cached. A policy without any Condition is decided from
+//! principal, action and resource alone, so the common case builds no condition keys at all.
+
+use crate::error::Error;
+use crate::ids::{KeyRef, Scope, parse_key_ref};
+use crate::keys::Key;
+use crate::policy::{Decision, Policy, RequestContext, evaluate, keys};
+use crate::principals::Caller;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A parsed policy and whether any statement has a Condition.
+#[derive(Clone)]
+struct Parsed {
+    record_version: u64,
+    policy: Option<Arc<Policy>>,
+    conditional: bool,
+}
+
+/// Parsed key policies by key id, for the record version they were parsed from. Bounded like the key cache.
+pub struct PolicyCache {
+    entries: Mutex<HashMap<String, Parsed>>,
+    capacity: usize,
+}
+
+impl PolicyCache {
+    /// A cache of at most `capacity` parsed policies.
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    fn parsed(&self, key: &Key) -> Parsed {
+        if let Some(hit) = self.entries.lock().ok().and_then(|e| e.get(&key.meta.key_id).cloned())
+            && hit.record_version == key.record_version
+        {
+            return hit;
+        }
+        let policy = match Policy::parse(&key.meta.policy) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                // Stored policies were checked when they were written; one that no longer parses allows nothing.
+                tracing::error!(key_id = %key.meta.key_id, error = %e, "stored key policy does not parse; denying");
+                None
+            }
+        };
+        let conditional = policy.as_ref().is_some_and(|p| p.statements().iter().any(|s| !s.conditions().is_empty()));
+        let parsed = Parsed { record_version: key.record_version, policy, conditional };
+        if let Ok(mut e) = self.entries.lock() {
+            if e.len() >= self.capacity
+                && !e.contains_key(&key.meta.key_id)
+                && let Some(victim) = e.keys().next().cloned()
+            {
+                e.remove(&victim);
+            }
+            e.insert(key.meta.key_id.clone(), parsed.clone());
+        }
+        parsed
+    }
+}
+
+/// The condition keys of one request beyond principal, action and resource. Built only when the key's policy has
+/// conditions.
+pub struct Conditions<'a> {
+    ctx: &'a mut RequestContext,
+}
+
+impl Conditions<'_> {
+    /// `kms:EncryptionContext:KEY` and `kms:EncryptionContextKeys`.
+    pub fn encryption_context(&mut self, ec: &Option<std::collections::BTreeMap<String, String>>) -> &mut Self {
+        if let Some(ec) = ec {
+            for (k, v) in ec {
+                self.ctx.add(&format!("{}{k}", keys::ENCRYPTION_CONTEXT_PREFIX), v.clone());
+            }
+            self.ctx.set(keys::ENCRYPTION_CONTEXT_KEYS, ec.keys().cloned());
+        }
+        self
+    }
+
+    /// `kms:RequestAlias` when the request named the key through an alias.
+    pub fn request_alias(&mut self, key_id: &str, scope: &Scope) -> &mut Self {
+        if let Ok(KeyRef::Alias(name)) = parse_key_ref(key_id, scope) {
+            self.ctx.set(keys::REQUEST_ALIAS, [name]);
+        }
+        self
+    }
+
+    /// The `kms:RecipientAttestation:*` keys of a verified Recipient document.
+    pub fn recipient(&mut self, pcrs: Option<&std::collections::BTreeMap<u32, Vec<u8>>>) -> &mut Self {
+        if let Some(pcrs) = pcrs {
+            let taken = std::mem::replace(self.ctx, RequestContext::new("", "", "", ""));
+            *self.ctx = taken.with_recipient_pcrs(pcrs);
+        }
+        self
+    }
+
+    /// Any other condition key, single-valued.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.ctx.set(key, [value.into()]);
+        self
+    }
+
+    /// Any other condition key, multi-valued.
+    pub fn set_all<I: IntoIterator<Item = String>>(&mut self, key: &str, values: I) -> &mut Self {
+        self.ctx.set(key, values);
+        self
+    }
+}
+
+/// The AWS name an enum serializes to (`AWS_KMS`, `SYMMETRIC_DEFAULT`, ...).
+fn wire_name(v: &impl serde::Serialize) -> Option<String> {
+    serde_json::to_value(v).ok().and_then(|j| j.as_str().map(str::to_owned))
+}
+
+/// Condition keys every key operation carries.
+fn common(ctx: &mut RequestContext, caller: &Caller, key: &Key, now_unix: u64) {
+    let m = &key.meta;
+    ctx.set("aws:SecureTransport", ["true"]);
+    ctx.set("aws:EpochTime", [now_unix.to_string()]);
+    ctx.set("aws:CurrentTime", [crate::calendar::iso8601(now_unix)]);
+    ctx.set("aws:PrincipalType", [if caller.arn().contains(":role/") { "AssumedRole" } else { "User" }]);
+    if let Some(name) = caller.arn().rsplit('/').next().filter(|_| caller.arn().contains(":user/")) {
+        ctx.set("aws:username", [name]);
+    }
+    ctx.set("kms:KeyOrigin", wire_name(&m.origin));
+    ctx.set("kms:KeySpec", wire_name(&m.key_spec));
+    ctx.set("kms:KeyUsage", wire_name(&m.key_usage));
+    ctx.set("kms:MultiRegion", ["false"]);
+    for (k, v) in &m.tags {
+        ctx.set(&format!("aws:ResourceTag/{k}"), [v.clone()]);
+    }
+}
+
+/// Decides `action` (e.g. `kms:Decrypt`) by `caller` on `key` with its key policy. `extra` adds the operation's
+/// condition keys; it runs only when the policy has conditions. `AccessDeniedException` unless allowed.
+pub fn authorize(
+    svc: &crate::service::Service,
+    caller: &Caller,
+    key: &Key,
+    action: &'static str,
+    extra: impl FnOnce(&mut Conditions<'_>),
+) -> Result<(), Error> {
+    let parsed = svc.policies.parsed(key);
+    let Some(policy) = parsed.policy else { return Err(denied(caller, action, &key.arn, Decision::NotAllowed)) };
+    let mut ctx = RequestContext::new(caller.arn(), caller.account(), action, key.arn.as_str());
+    if parsed.conditional {
+        common(&mut ctx, caller, key, svc.clock.now_unix());
+        extra(&mut Conditions { ctx: &mut ctx });
+    }
+    match evaluate(&policy, &ctx) {
+        Decision::Allow => Ok(()),
+        other => Err(denied(caller, action, &key.arn, other)),
+    }
+}
+
+/// The policy-lockout safety check of CreateKey and PutKeyPolicy: the new policy must allow the caller to change
+/// the policy again (`kms:PutKeyPolicy`), unless the caller bypasses the check.
+pub fn check_lockout(caller: &Caller, policy: &Policy, key_arn: &str) -> Result<(), Error> {
+    let ctx = RequestContext::new(caller.arn(), caller.account(), "kms:PutKeyPolicy", key_arn)
+        .with("aws:SecureTransport", ["true"])
+        .with("kms:BypassPolicyLockoutSafetyCheck", ["false"]);
+    if evaluate(policy, &ctx).is_allowed() {
+        Ok(())
+    } else {
+        Err(Error::MalformedPolicyDocument(
+            "The new key policy will not allow you to update the key policy in the future.".into(),
+        ))
+    }
+}
+
+/// Operations AWS governs with IAM identity policies only (no key is involved). This service has no identity
+/// policies: principals of the service's own account may call them; principals of other accounts may not.
+pub fn authorize_account(svc: &crate::service::Service, caller: &Caller, action: &'static str) -> Result<(), Error> {
+    if caller.account() == svc.scope.account_id {
+        return Ok(());
+    }
+    Err(Error::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} because no identity-based policy allows the {action} action",
+        caller.arn()
+    )))
+}
+
+/// Admin operations (principals, access keys, the simulator clock).
+pub fn authorize_admin(caller: &Caller, action: &str) -> Result<(), Error> {
+    if caller.admin() {
+        return Ok(());
+    }
+    Err(Error::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} because it is not an admin principal",
+        caller.arn()
+    )))
+}
+
+fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision) -> Error {
+    let why = match decision {
+        Decision::Deny => "with an explicit deny in a resource-based policy".to_owned(),
+        _ => format!("because no resource-based policy allows the {action} action"),
+    };
+    Error::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+        caller.arn()
+    ))
+}

@@ -1,0 +1,314 @@
+"""Attestation-gated key use end to end: a (simulated) workload enclave presents its attestation document in the
+Recipient parameter; the key policy decides on its PCRs; the answer comes back only as CiphertextForRecipient (CMS
+EnvelopedData opened by `openssl cms`, or our HPKE extension opened by `kms-host sim open-recipient`). Every way a
+document can fail is AccessDeniedException."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kmstest import KmsServer, assert_client_error, aws_cli, unique
+from test_access import Principal, call_ok, make_principal, policy
+from test_attestation import describe, host, host_ok, openssl
+from test_protocol import RawClient, assert_error
+
+HPKE = "HPKE_DHKEM_P384_HKDF_SHA384_AES_256_GCM"
+
+
+@pytest.fixture(scope="module")
+def gate_server(tmp_path_factory, host_bin):
+    """A server of its own: one test moves its lifecycle clock."""
+    srv = KmsServer(tmp_path_factory.mktemp("kms-recipient"), binary=host_bin)
+    srv.start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def admin(gate_server):
+    return gate_server.client()
+
+
+@pytest.fixture(scope="module")
+def account(gate_server):
+    return call_ok(RawClient(gate_server), "EnclaveKms.GetCallerIdentity", {})["Account"]
+
+
+@pytest.fixture(scope="module")
+def workload(gate_server, account) -> Principal:
+    """The principal the workload enclave's requests are signed with."""
+    return make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:role/{unique('workload')}")
+
+
+@pytest.fixture(scope="module")
+def pcrs(gate_server) -> dict:
+    return json.loads((gate_server.data_dir / "pcrs.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def rsa_keys(tmp_path_factory, host_bin) -> Path:
+    d = tmp_path_factory.mktemp("wl-rsa")
+    host_ok(host_bin, "sim", "keygen", "--alg", "rsa2048", "--out-dir", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def p384_keys(tmp_path_factory, host_bin) -> Path:
+    d = tmp_path_factory.mktemp("wl-p384")
+    host_ok(host_bin, "sim", "keygen", "--alg", "p384", "--out-dir", d)
+    return d
+
+
+@pytest.fixture()
+def doc(tmp_path, host_bin, gate_server, rsa_keys):
+    """Makes a workload document (RSA key by default) from the gate server's simulator root."""
+    def make(*args, keys: Path | None = None, data_dir: Path | None = None) -> bytes:
+        out = tmp_path / f"{unique('doc')}.cbor"
+        host_ok(host_bin, "sim", "attest", "--data-dir", data_dir or gate_server.data_dir,
+                "--public-key", (keys or rsa_keys) / "public.der", *args, "--out", out)
+        return out.read_bytes()
+    return make
+
+
+def gate_statements(account: str, workload: Principal, pcrs: dict, actions=("kms:Decrypt", "kms:GenerateDataKey")):
+    admin = {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"},
+             "NotAction": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext"],
+             "Resource": "*"}
+    admin_encrypt = {"Sid": "AdminEncrypt", "Effect": "Allow",
+                     "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"},
+                     "Action": ["kms:Encrypt", "kms:GenerateDataKeyWithoutPlaintext"], "Resource": "*"}
+    gate = {"Sid": "Enclave", "Effect": "Allow", "Principal": {"AWS": workload.arn}, "Action": list(actions),
+            "Resource": "*", "Condition": {"StringEqualsIgnoreCase": {
+                "kms:RecipientAttestation:ImageSha384": pcrs["0"],
+                "kms:RecipientAttestation:PCR1": pcrs["1"].upper(),
+                "kms:RecipientAttestation:PCR2": pcrs["2"]}}}
+    return [admin, admin_encrypt, gate]
+
+
+@pytest.fixture(scope="module")
+def gated_key(admin, account, workload, pcrs) -> str:
+    return admin.create_key(Description="PCR-gated", Policy=policy(*gate_statements(account, workload, pcrs)))[
+        "KeyMetadata"]["KeyId"]
+
+
+def recipient(document: bytes, alg: str = "RSAES_OAEP_SHA_256") -> dict:
+    return {"KeyEncryptionAlgorithm": alg, "AttestationDocument": document}
+
+
+def cms_open(tmp_path: Path, keys: Path, blob: bytes) -> bytes:
+    ct = tmp_path / f"{unique('cms')}.der"
+    ct.write_bytes(blob)
+    return openssl("cms", "-decrypt", "-inform", "DER", "-in", str(ct), "-inkey", str(keys / "private.pem"),
+                   "-binary")
+
+
+def hpke_open(tmp_path: Path, host_bin, keys: Path, blob: bytes, document: bytes) -> bytes:
+    ct, docf, out = (tmp_path / f"{unique(n)}" for n in ("hpke", "doc", "pt"))
+    ct.write_bytes(blob)
+    docf.write_bytes(document)
+    host_ok(host_bin, "sim", "open-recipient", "--private-key", keys / "private.pem", "--in", ct,
+            "--document", docf, "--out", out)
+    return out.read_bytes()
+
+
+def denied(call, **kwargs) -> str:
+    return assert_client_error("AccessDeniedException", call, **kwargs)["Error"]["Message"]
+
+
+# ---- the gate opens for the right enclave ----------------------------------------------------------------------------
+
+
+def test_generate_data_key_for_the_right_enclave(tmp_path, workload, gated_key, doc, rsa_keys):
+    document = doc()
+    out = workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document))
+    assert "Plaintext" not in out or out["Plaintext"] in (None, b""), "plaintext must not come back with Recipient"
+    data_key = cms_open(tmp_path, rsa_keys, out["CiphertextForRecipient"])
+    assert len(data_key) == 32
+    # The wrapped copy decrypts (again only for the enclave) to the same key.
+    again = workload.kms.decrypt(CiphertextBlob=out["CiphertextBlob"], Recipient=recipient(document))
+    assert "Plaintext" not in again or again["Plaintext"] in (None, b"")
+    assert cms_open(tmp_path, rsa_keys, again["CiphertextForRecipient"]) == data_key
+    assert again["KeyId"].endswith(gated_key)
+
+
+def test_decrypt_for_the_right_enclave(tmp_path, admin, workload, gated_key, doc, rsa_keys):
+    blob = admin.encrypt(KeyId=gated_key, Plaintext=b"launch codes", EncryptionContext={"app": "w"})["CiphertextBlob"]
+    out = workload.kms.decrypt(CiphertextBlob=blob, EncryptionContext={"app": "w"}, Recipient=recipient(doc()))
+    assert cms_open(tmp_path, rsa_keys, out["CiphertextForRecipient"]) == b"launch codes"
+    # The admin holds no Decrypt permission at all on this key.
+    denied(admin.decrypt, CiphertextBlob=blob, EncryptionContext={"app": "w"})
+
+
+def test_cms_structure(tmp_path, workload, gated_key, doc):
+    out = workload.kms.generate_data_key(KeyId=gated_key, NumberOfBytes=16, Recipient=recipient(doc()))
+    der = tmp_path / "ed.der"
+    der.write_bytes(out["CiphertextForRecipient"])
+    text = openssl("cms", "-cmsout", "-print", "-inform", "DER", "-in", str(der)).decode()
+    assert "pkcs7-envelopedData" in text and "rsaesOaep" in text and "sha256" in text and "aes-256-cbc" in text, text
+
+
+def test_generate_random_for_a_recipient(tmp_path, workload, doc, rsa_keys):
+    out = workload.kms.generate_random(NumberOfBytes=48, Recipient=recipient(doc()))
+    assert "Plaintext" not in out or out["Plaintext"] in (None, b"")
+    assert len(cms_open(tmp_path, rsa_keys, out["CiphertextForRecipient"])) == 48
+
+
+def test_hpke_extension(tmp_path, host_bin, workload, gated_key, doc, p384_keys):
+    document = doc(keys=p384_keys)
+    out = workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_128", Recipient=recipient(document, HPKE))
+    key = hpke_open(tmp_path, host_bin, p384_keys, out["CiphertextForRecipient"], document)
+    assert len(key) == 16
+    # Bound to the document: opening with another document's hash fails.
+    other = doc(keys=p384_keys)
+    ct, docf, pt = tmp_path / "c", tmp_path / "d", tmp_path / "p"
+    ct.write_bytes(out["CiphertextForRecipient"])
+    docf.write_bytes(other)
+    proc = host(host_bin, "sim", "open-recipient", "--private-key", p384_keys / "private.pem", "--in", ct,
+                "--document", docf, "--out", pt)
+    assert proc.returncode == 1 and not pt.exists(), describe(proc)
+
+
+def test_aws_cli_recipient(tmp_path, gate_server, workload, gated_key, doc, rsa_keys):
+    docf = tmp_path / "doc.cbor"
+    docf.write_bytes(doc())
+    env = dict(gate_server.env)
+    env.update(AWS_ACCESS_KEY_ID=workload.akid, AWS_SECRET_ACCESS_KEY=workload.secret)
+    env.pop("AWS_SHARED_CREDENTIALS_FILE", None)
+    proc = subprocess.run([str(aws_cli()), "kms", "generate-data-key", "--key-id", gated_key, "--key-spec", "AES_256",
+                           "--recipient",
+                           f"KeyEncryptionAlgorithm=RSAES_OAEP_SHA_256,AttestationDocument=fileb://{docf}",
+                           "--output", "json"], env=env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert not out.get("Plaintext")
+    assert len(cms_open(tmp_path, rsa_keys, base64.b64decode(out["CiphertextForRecipient"]))) == 32
+
+
+# ---- and stays shut for everything else ------------------------------------------------------------------------------
+
+
+def test_wrong_pcr(workload, gated_key, doc):
+    msg = denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256",
+                 Recipient=recipient(doc("--pcr", "2=" + "ab" * 48)))
+    assert "kms:GenerateDataKey" in msg
+
+
+def test_missing_recipient(workload, gated_key):
+    denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256")
+
+
+def test_debug_document(workload, gated_key, doc):
+    denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(doc("--debug")))
+
+
+def test_document_of_another_simulator_root(make_server, workload, gated_key, doc):
+    other = make_server()
+    msg = denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256",
+                 Recipient=recipient(doc(data_dir=other.data_dir)))
+    assert "not valid" in msg
+
+
+@pytest.mark.parametrize("where", [10, 200, -120, -5])
+def test_tampered_document(workload, gated_key, doc, where):
+    document = bytearray(doc())
+    document[where] ^= 0x01
+    denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(bytes(document)))
+
+
+def test_truncated_and_garbage_documents(workload, gated_key, doc):
+    document = doc()
+    for bad in (document[:100], b"\x84" + b"\x00" * 50, b"not cbor at all"):
+        denied(workload.kms.decrypt, CiphertextBlob=b"\x01" * 100, KeyId=gated_key, Recipient=recipient(bad))
+
+
+def test_stale_document(gate_server, workload, gated_key, doc):
+    document = doc()
+    workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document))
+    call_ok(RawClient(gate_server), "EnclaveKms.AdvanceClock", {"Seconds": 600})
+    msg = denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document))
+    assert "not valid" in msg
+    # A fresh document, made at the moved time, is accepted again.
+
+
+def test_recipient_validation(workload, gated_key, doc, p384_keys):
+    raw = workload.raw
+    document = base64.b64encode(doc()).decode()
+    body = {"KeyId": gated_key, "KeySpec": "AES_256"}
+    for bad in ({"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_1", "AttestationDocument": document},
+                {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"},
+                {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": ""}):
+        assert_error(raw.call("GenerateDataKey", {**body, "Recipient": bad}), "ValidationException")
+    # The algorithm must fit the document's key.
+    assert_client_error("ValidationException", workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256",
+                        Recipient=recipient(doc(keys=p384_keys)))
+    assert_client_error("ValidationException", workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256",
+                        Recipient=recipient(doc(), HPKE))
+
+
+def test_operations_without_recipient_refuse_it(workload, gated_key, doc):
+    document = base64.b64encode(doc()).decode()
+    r = {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": document}
+    # GenerateDataKeyWithoutPlaintext has no Recipient member in AWS's model: it is ignored there as unknown; here too.
+    status, parsed, raw = workload.raw.call("GenerateDataKeyWithoutPlaintext",
+                                            {"KeyId": gated_key, "KeySpec": "AES_256", "Recipient": r})
+    assert status == 400 and parsed["__type"] == "AccessDeniedException", raw
+
+
+# ---- the classic mistake, and the robust pattern -----------------------------------------------------------------
+
+
+def test_second_unconditional_allow_defeats_the_gate(admin, account, workload, pcrs, doc):
+    statements = gate_statements(account, workload, pcrs)
+    loose = {"Sid": "Oops", "Effect": "Allow", "Principal": {"AWS": workload.arn}, "Action": "kms:GenerateDataKey",
+             "Resource": "*"}
+    key = admin.create_key(Policy=policy(*statements, loose))["KeyMetadata"]["KeyId"]
+    # IAM logic: any Allow suffices. Without a Recipient the plaintext comes back: the gate is gone.
+    out = workload.kms.generate_data_key(KeyId=key, KeySpec="AES_256")
+    assert len(out["Plaintext"]) == 32
+    # The robust pattern: an explicit Deny unless the document's image matches. It closes both holes.
+    guard = {"Sid": "Guard", "Effect": "Deny", "Principal": "*", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+             "Resource": "*", "Condition": {"StringNotEqualsIgnoreCase": {
+                 "kms:RecipientAttestation:ImageSha384": pcrs["0"]}}}
+    key = admin.create_key(Policy=policy(*statements, loose, guard))["KeyMetadata"]["KeyId"]
+    msg = denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256")
+    assert "explicit deny" in msg
+    denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256",
+           Recipient=recipient(doc("--pcr", "0=" + "cd" * 48)))
+    workload.kms.generate_data_key(KeyId=key, KeySpec="AES_256", Recipient=recipient(doc()))
+
+
+def test_debug_pcrs_never_match_production(admin, account, workload, pcrs, doc):
+    # Even a policy that names all-zero PCR1/PCR2 along with the production image refuses a debug document.
+    statements = gate_statements(account, workload, pcrs)
+    key = admin.create_key(Policy=policy(*statements))["KeyMetadata"]["KeyId"]
+    denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256",
+           Recipient=recipient(doc("--debug", "--pcr", f"0={pcrs['0']}")))
+
+
+# ---- the server-issued nonce (our extension) ---------------------------------------------------------------------
+
+
+def test_server_nonce(admin, account, workload, pcrs, doc):
+    statements = gate_statements(account, workload, pcrs)
+    statements[2]["Condition"]["Bool"] = {"enclavekms:RecipientServerNonce": "true"}
+    key = admin.create_key(Policy=policy(*statements))["KeyMetadata"]["KeyId"]
+    # A document with a nonce of the caller's own choosing does not satisfy the policy.
+    denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256", Recipient=recipient(doc("--nonce", "00" * 16)))
+    issued = call_ok(workload.raw, "EnclaveKms.GetRecipientNonce", {})
+    nonce = base64.b64decode(issued["Nonce"])
+    assert issued["ExpiresAt"] > 0 and nonce[:4] == b"EKN1"
+    document = doc("--nonce", nonce.hex())
+    workload.kms.generate_data_key(KeyId=key, KeySpec="AES_256", Recipient=recipient(document))
+    # Single use: the same document again is a replay.
+    msg = denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256", Recipient=recipient(document))
+    assert "already been used" in msg
+    # A forged nonce of the right shape is refused outright.
+    forged = bytearray(nonce)
+    forged[-1] ^= 1
+    denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256",
+           Recipient=recipient(doc("--nonce", bytes(forged).hex())))

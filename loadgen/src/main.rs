@@ -3,9 +3,15 @@
 //! percentiles as text or JSON.
 //!
 //! ```text
-//! kms-loadgen --endpoint URL [--ca FILE] --connections N --duration SECONDS --op encrypt|decrypt|generate-data-key
+//! kms-loadgen --endpoint URL [--ca FILE] --connections N --duration SECONDS
+//!             --op encrypt|decrypt|generate-data-key|create-key
 //!             [--json] [--warmup SECONDS] [--key-id ID] [--payload-bytes N] [--region REGION]
+//!             [--keys N [--keys-file FILE] [--setup-connections N]]
 //! ```
+//!
+//! With `--keys N` each request names a key drawn uniformly from N keys (reused from `--keys-file`, the missing ones
+//! created first over `--setup-connections` connections and appended to it); a decrypt run then pre-encrypts under
+//! 256 drawn keys per connection. `--op create-key` measures CreateKey itself (each answer must carry a KeyId).
 //!
 //! Exit status: 0 with a report (errors are counted in it), 1 when set-up fails (connection, CreateKey, the
 //! pre-encryption of a decrypt run), 2 for usage errors.

@@ -488,9 +488,18 @@ impl Keyring {
     /// Destroys every key whose deletion date has passed, and performs every automatic rotation that is due.
     /// Returns how many keys were destroyed.
     pub async fn sweep(&self) -> Result<usize, Error> {
+        self.sweep_paced(std::time::Duration::ZERO).await
+    }
+
+    /// [`Keyring::sweep`], pausing `pace` after each page of 500 keys, so that a background sweep over a large key
+    /// store (it opens every key record) takes a bounded share of the CPU instead of delaying requests.
+    pub async fn sweep_paced(&self, pace: std::time::Duration) -> Result<usize, Error> {
         let mut after: Option<String> = None;
         let mut destroyed = 0;
         loop {
+            if after.is_some() && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
             let (records, more) = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
             for (id, opened) in &records {
                 let key = Key::decode(&opened.body, opened.version, &self.scope)?;

@@ -143,13 +143,13 @@ fn apply_delete(path: &Path, c: &Connection, kind: RecordKind, id: &str, expecte
 impl BlobStore for SqliteStore {
     fn get(&self, kind: RecordKind, id: &str) -> Result<Option<StoredRecord>, StorageError> {
         self.with(|c| {
+            // A cached statement: a read no longer parses its SQL (the hot path of every key-cache miss).
             let row = c
-                .query_row(
-                    "SELECT version, blob FROM records WHERE kind = ?1 AND id = ?2",
-                    params![u16::from(kind), id],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-                )
-                .optional()
+                .prepare_cached("SELECT version, blob FROM records WHERE kind = ?1 AND id = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![u16::from(kind), id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                        .optional()
+                })
                 .map_err(|e| unavailable(&self.path, "get", e))?;
             row.map(|(v, blob)| {
                 Ok(StoredRecord { id: id.to_owned(), version: version_of(v)?, sealed: SealedBlob(blob) })

@@ -226,3 +226,52 @@ fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision) -> 
         caller.arn()
     ))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::principals::Principal;
+
+    fn caller(arn: &str, admin: bool) -> Caller {
+        Caller {
+            principal: Arc::new(Principal { arn: arn.to_owned(), admin, creation_date: 0.0 }),
+            credential: Arc::new(crate::credentials::Credential::for_tests("AKIATESTTESTTESTTEST", arn)),
+        }
+    }
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000";
+
+    #[test]
+    fn lockout_check_follows_the_new_policy() {
+        let alice = caller("arn:aws:iam::111122223333:user/alice", false);
+        let root = Policy::parse(&crate::cmd::default_policy("111122223333")).unwrap();
+        assert!(check_lockout(&alice, &root, KEY).is_ok());
+        let other = Policy::parse(&crate::cmd::default_policy("999988887777")).unwrap();
+        assert!(matches!(check_lockout(&alice, &other, KEY), Err(Error::MalformedPolicyDocument(_))));
+        let bob_only = Policy::parse(
+            r#"{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/bob"},
+                "Action": "kms:*", "Resource": "*"}]}"#,
+        )
+        .unwrap();
+        assert!(check_lockout(&alice, &bob_only, KEY).is_err());
+        let put_only = Policy::parse(
+            r#"{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"},
+                "Action": "kms:PutKeyPolicy", "Resource": "*"}]}"#,
+        )
+        .unwrap();
+        assert!(check_lockout(&alice, &put_only, KEY).is_ok());
+    }
+
+    #[test]
+    fn admin_only_and_denial_wording() {
+        assert!(authorize_admin(&caller("arn:aws:iam::111122223333:user/root-ish", true), "x").is_ok());
+        let e = authorize_admin(&caller("arn:aws:iam::111122223333:user/alice", false), "EnclaveKms:ListPrincipals");
+        assert!(matches!(e, Err(Error::AccessDenied(ref m)) if m.contains("user/alice")));
+        let alice = caller("arn:aws:iam::111122223333:user/alice", false);
+        let Error::AccessDenied(m) = denied(&alice, "kms:Decrypt", KEY, Decision::Deny) else { panic!() };
+        assert!(m.contains("explicit deny") && m.contains("kms:Decrypt") && m.contains(KEY));
+        let Error::AccessDenied(m) = denied(&alice, "kms:Decrypt", KEY, Decision::NotAllowed) else { panic!() };
+        assert!(m.contains("no resource-based policy allows the kms:Decrypt action"));
+    }
+}

@@ -98,6 +98,7 @@ pub async fn run(
         principals: crate::principals::Principals::new(records.clone()),
         policies: crate::authz::PolicyCache::new(settings.key_cache),
         recipient_verifier: kms_attestation::Verifier::new(anchor),
+        nonces: crate::recipient::nonce::NonceBook::new(records.derive_key(b"enclave-kms recipient nonce MAC v1")),
         records: records.clone(),
         scope: settings.scope,
         clock,

@@ -46,6 +46,18 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// A credential with a fixed, well-known secret (tests only).
+    #[cfg(test)]
+    pub fn for_tests(access_key_id: &str, principal_arn: &str) -> Self {
+        Credential {
+            access_key_id: access_key_id.to_owned(),
+            principal_arn: principal_arn.to_owned(),
+            creation_date: 0.0,
+            secret: SecretString::new("test-secret".to_owned()),
+            signing: Mutex::new(None),
+        }
+    }
+
     /// The SigV4 signing key for (`date`, `region`, `service`), derived once and cached.
     pub fn signing_key(&self, date: &str, region: &str, service: &str) -> Key256 {
         let scope = format!("{date}/{region}/{service}");

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod keys;
 pub mod policy;
 pub mod principals;
+pub mod recipient;
 pub mod secret;
 pub mod server;
 pub mod service;

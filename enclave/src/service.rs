@@ -25,6 +25,8 @@ pub struct Service {
     pub policies: crate::authz::PolicyCache,
     /// Verifies callers' attestation documents (the Recipient parameter) against this world's trust anchor.
     pub recipient_verifier: kms_attestation::Verifier,
+    /// Server-issued nonces for Recipient documents (our extension).
+    pub nonces: crate::recipient::nonce::NonceBook,
     /// The sealed store (for what is sealed but not a key, alias or credential: import tokens).
     pub records: Arc<crate::store::Records>,
     /// The one clock of key lifecycles (deletion, and later rotation and expiry).

@@ -4,6 +4,7 @@ mod admin_cmd;
 mod attest_cmd;
 mod blobstore;
 mod files;
+mod open_recipient;
 mod relay;
 mod sim;
 mod storage_server;
@@ -125,6 +126,22 @@ enum SimCommand {
         #[arg(long)]
         debug: bool,
         /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decrypt a `CiphertextForRecipient` with the workload's private key (from `sim keygen`): CMS EnvelopedData
+    /// for an RSA key, enclave-kms's HPKE extension for a P-384 key.
+    OpenRecipient {
+        /// The workload's private key (PKCS#8, PEM or DER).
+        #[arg(long)]
+        private_key: PathBuf,
+        /// The CiphertextForRecipient (raw bytes or base64).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The attestation document sent as Recipient (required for HPKE: the ciphertext is bound to it).
+        #[arg(long)]
+        document: Option<PathBuf>,
+        /// Output file for the plaintext (mode 0600).
         #[arg(long)]
         out: PathBuf,
     },
@@ -397,6 +414,9 @@ fn sim_command(c: SimCommand) -> Result<(), String> {
                 debug,
                 out,
             })
+        }
+        SimCommand::OpenRecipient { private_key, input, document, out } => {
+            open_recipient::open_recipient(&private_key, &input, document.as_deref(), &out)
         }
     }
 }

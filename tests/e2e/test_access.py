@@ -268,8 +268,12 @@ def test_policy_change_takes_effect_at_once(kms, people, account):
 def test_access_is_checked_before_key_state_and_dry_run(kms, people, account):
     alice = people["alice"]
     key_id = key_with(kms, account)
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"p")["CiphertextBlob"]
     kms.disable_key(KeyId=key_id)
     denied(alice.kms.encrypt, KeyId=key_id, Plaintext=b"p")
+    denied(alice.kms.decrypt, CiphertextBlob=blob)
+    denied(alice.kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=key_id)
+    assert_client_error("DisabledException", kms.decrypt, CiphertextBlob=blob)
     kms.enable_key(KeyId=key_id)
     denied(alice.kms.encrypt, KeyId=key_id, Plaintext=b"p", DryRun=True)
     with pytest.raises(ClientError) as exc:

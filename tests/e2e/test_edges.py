@@ -79,11 +79,11 @@ def test_dry_run_answers_412_when_the_call_would_succeed(raw, key_id):
                  "NotFoundException")
 
 
-def test_recipient_is_refused_until_supported(kms_raw, key_id):
+def test_recipient_with_a_garbage_document_is_access_denied(kms_raw, key_id):
     blob = kms_raw.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
     recipient = {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": b"\x84"}
-    assert_client_error("UnsupportedOperationException", kms_raw.decrypt, CiphertextBlob=blob, Recipient=recipient)
-    assert_client_error("UnsupportedOperationException", kms_raw.generate_random, NumberOfBytes=8, Recipient=recipient)
+    assert_client_error("AccessDeniedException", kms_raw.decrypt, CiphertextBlob=blob, Recipient=recipient)
+    assert_client_error("AccessDeniedException", kms_raw.generate_random, NumberOfBytes=8, Recipient=recipient)
 
 
 def test_alias_where_only_a_key_may_be_named(kms, key_id):

@@ -64,7 +64,7 @@ fn host_has_no_key_hierarchy_crypto() {
     // simulator), but it never seals, unseals or derives keys, and never terminates the service's TLS.
     let g = graph();
     let host = reach(&g, "kms-host");
-    for banned in ["aes-gcm", "hkdf", "kms-enclave"] {
+    for banned in ["aes-gcm", "hkdf", "hpke", "kms-enclave"] {
         assert!(!host.contains(banned), "kms-host must not depend on {banned}");
     }
     // The admin CLI reaches tokio-rustls through kms-client, whose only TLS is a client connector; the host itself

@@ -1,8 +1,7 @@
 //! Decrypt.
 
 use super::{
-    Blob, Context, b64, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, refuse_recipient,
-    required, resolve, respond,
+    Blob, Context, check_context, check_grant_tokens, check_len, check_symmetric_algorithm, required, resolve, respond,
 };
 use crate::crypto::{self, BlobHeader};
 use crate::error::Error;
@@ -25,7 +24,7 @@ pub struct Request {
     grant_tokens: Option<Vec<String>>,
     key_id: Option<String>,
     encryption_algorithm: Option<String>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<super::recipient::RecipientInfo>,
     dry_run: Option<bool>,
 }
 
@@ -33,8 +32,10 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 struct Response<'a> {
     key_id: &'a str,
-    #[serde(serialize_with = "b64")]
-    plaintext: &'a [u8],
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a [u8]>,
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<&'a [u8]>,
     encryption_algorithm: &'static str,
 }
 
@@ -44,22 +45,33 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
     check_symmetric_algorithm(&req.encryption_algorithm)?;
-    refuse_recipient(&req.recipient)?;
+    let recipient = super::recipient::verify(svc, caller, req.recipient)?;
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
     crate::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
         c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         if let Some(named) = req.key_id.as_deref() {
             c.request_alias(named, &svc.scope);
         }
+        if let Some(r) = &recipient {
+            r.conditions(c);
+        }
     })?;
+    // After authorization, so that the key's state is told only to callers the key policy admits (as AWS).
+    key.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
     let plaintext = open(&key, header, &blob, &req.encryption_context)?;
-    respond(Response { key_id: &key.arn, plaintext: &plaintext, encryption_algorithm: "SYMMETRIC_DEFAULT" })
+    let sealed = recipient.as_ref().map(|r| r.seal(&plaintext)).transpose()?;
+    respond(Response {
+        key_id: &key.arn,
+        plaintext: if sealed.is_some() { None } else { Some(&plaintext) },
+        ciphertext_for_recipient: sealed.as_deref(),
+        encryption_algorithm: "SYMMETRIC_DEFAULT",
+    })
 }
 
-/// The key a ciphertext blob was made under, usable now, checked against `named` (a KeyId the caller gave). A blob
+/// The key a ciphertext blob was made under (its state not yet checked), checked against `named` (a KeyId the caller gave). A blob
 /// naming a destroyed key answers as AWS does for a deleted key; one naming a key that never existed cannot be
 /// authenticated: to the caller it is an invalid ciphertext.
 pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Result<(Arc<Key>, BlobHeader), Error> {
@@ -76,7 +88,6 @@ pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Resu
         Lookup::Destroyed => return Err(super::key_not_found(svc, &blob_key_id)),
         Lookup::Unknown => return Err(Error::InvalidCiphertext),
     };
-    key.check_usable()?;
     Ok((key, header))
 }
 

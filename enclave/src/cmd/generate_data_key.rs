@@ -1,8 +1,6 @@
 //! GenerateDataKey and GenerateDataKeyWithoutPlaintext.
 
-use super::{
-    Context, authorized, b64, check_context, check_grant_tokens, constraint, refuse_recipient, required, respond,
-};
+use super::{Context, authorized, b64, check_context, check_grant_tokens, constraint, required, respond};
 use crate::error::Error;
 use crate::principals::Caller;
 use crate::service::Service;
@@ -20,7 +18,7 @@ pub struct Request {
     number_of_bytes: Option<i64>,
     key_spec: Option<String>,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<super::recipient::RecipientInfo>,
     dry_run: Option<bool>,
 }
 
@@ -29,16 +27,11 @@ pub struct Request {
 struct Response<'a> {
     #[serde(serialize_with = "b64")]
     ciphertext_blob: &'a [u8],
-    #[serde(serialize_with = "opt_b64", skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
     plaintext: Option<&'a [u8]>,
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<&'a [u8]>,
     key_id: &'a str,
-}
-
-fn opt_b64<S: serde::Serializer>(v: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(b) => b64(b, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// The data key length from KeySpec or NumberOfBytes (exactly one of them).
@@ -61,12 +54,14 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     let len = length(req.key_spec.as_deref(), req.number_of_bytes)?;
     check_context(&req.encryption_context)?;
     check_grant_tokens(&req.grant_tokens)?;
-    if with_plaintext {
-        refuse_recipient(&req.recipient)?;
-    }
+    // AWS's GenerateDataKeyWithoutPlaintext has no Recipient member: like any unknown member it is ignored there.
+    let recipient = if with_plaintext { super::recipient::verify(svc, caller, req.recipient)? } else { None };
     let action = if with_plaintext { "kms:GenerateDataKey" } else { "kms:GenerateDataKeyWithoutPlaintext" };
     let key = authorized(svc, caller, &key_id, action, |c| {
         c.encryption_context(&req.encryption_context);
+        if let Some(r) = &recipient {
+            r.conditions(c);
+        }
     })
     .await?;
     key.check_usable()?;
@@ -76,7 +71,13 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     let mut data_key = Zeroizing::new(vec![0u8; len]);
     getrandom::fill(&mut data_key).map_err(|_| Error::Internal("random source failed".into()))?;
     let blob = super::encrypt::seal(&key, &req.encryption_context, &data_key)?;
-    respond(Response { ciphertext_blob: &blob, plaintext: with_plaintext.then_some(&data_key[..]), key_id: &key.arn })
+    let sealed = recipient.as_ref().map(|r| r.seal(&data_key)).transpose()?;
+    respond(Response {
+        ciphertext_blob: &blob,
+        plaintext: (with_plaintext && sealed.is_none()).then_some(&data_key[..]),
+        ciphertext_for_recipient: sealed.as_deref(),
+        key_id: &key.arn,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! GenerateRandom.
 
-use super::{b64, constraint, refuse_recipient, required, respond};
+use super::{constraint, required, respond};
 use crate::error::Error;
 use crate::principals::Caller;
 use crate::service::Service;
@@ -12,17 +12,19 @@ use zeroize::Zeroizing;
 pub struct Request {
     number_of_bytes: Option<i64>,
     custom_key_store_id: Option<String>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<super::recipient::RecipientInfo>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Response<'a> {
-    #[serde(serialize_with = "b64")]
-    plaintext: &'a [u8],
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a [u8]>,
+    #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<&'a [u8]>,
 }
 
-pub async fn run(_svc: &Service, _caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
+pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
     let n = required(req.number_of_bytes, "numberOfBytes")?;
     if !(1..=1024).contains(&n) {
         return Err(constraint(n, "numberOfBytes", "Member must have value between 1 and 1024"));
@@ -30,8 +32,12 @@ pub async fn run(_svc: &Service, _caller: &Caller, req: Request) -> Result<Vec<u
     if req.custom_key_store_id.is_some() {
         return Err(Error::UnsupportedOperation("Custom key stores are not supported by this key service".into()));
     }
-    refuse_recipient(&req.recipient)?;
+    let recipient = super::recipient::verify(svc, caller, req.recipient)?;
     let mut bytes = Zeroizing::new(vec![0u8; usize::try_from(n).unwrap_or(0)]);
     getrandom::fill(&mut bytes).map_err(|_| Error::Internal("random source failed".into()))?;
-    respond(Response { plaintext: &bytes })
+    let sealed = recipient.as_ref().map(|r| r.seal(&bytes)).transpose()?;
+    respond(Response {
+        plaintext: if sealed.is_some() { None } else { Some(&bytes) },
+        ciphertext_for_recipient: sealed.as_deref(),
+    })
 }

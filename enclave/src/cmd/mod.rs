@@ -19,6 +19,7 @@ mod key_policy;
 mod list_aliases;
 mod list_keys;
 mod re_encrypt;
+mod recipient;
 mod rotation;
 mod schedule_key_deletion;
 mod tags;
@@ -31,6 +32,7 @@ use crate::principals::Caller;
 use crate::service::Service;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+pub use create_key::default_policy;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -65,6 +67,7 @@ pub async fn dispatch(svc: &Service, caller: Option<&Caller>, target: &str, body
             "CreateAccessKey" => admin::create_access_key(svc, caller, parse(body)?).await,
             "DeleteAccessKey" => admin::delete_access_key(svc, caller, parse(body)?).await,
             "GetCallerIdentity" => admin::get_caller_identity(svc, caller),
+            "GetRecipientNonce" => recipient::get_nonce(svc, caller),
             _ => Err(unknown(target)),
         };
     }
@@ -149,6 +152,14 @@ impl<'de> Deserialize<'de> for SecretBlob {
 /// Serializes bytes as a base64 string (for response blobs).
 pub fn b64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&Zeroizing::new(STANDARD.encode(bytes)))
+}
+
+/// Serializes optional bytes as a base64 string (absent members are skipped by the caller's attribute).
+pub fn opt_b64<S: Serializer>(bytes: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(b) => b64(b, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// An encryption context as it arrives.

@@ -61,6 +61,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
             .set("kms:ReEncryptOnSameKey", on_same_key)
             .request_alias(&destination_id, &svc.scope);
     })?;
+    source.check_usable()?;
     destination.check_usable()?;
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);

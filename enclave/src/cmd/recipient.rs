@@ -12,10 +12,9 @@ use crate::error::Error;
 use crate::principals::Caller;
 use crate::recipient::nonce::{NonceBook, NonceError};
 use crate::recipient::{KeyEncryptionAlgorithm, RecipientError};
-use crate::service::{Clock, Service};
+use crate::service::Service;
 use kms_attestation::{PcrPolicy, TimeRule, VerifiedAttestation};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Largest AttestationDocument AWS accepts.
 pub const MAX_DOCUMENT: usize = 262_144;
@@ -42,11 +41,6 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// The document's PCRs, for the key policy.
-    pub fn pcrs(&self) -> &BTreeMap<u32, Vec<u8>> {
-        self.doc.pcrs()
-    }
-
     /// Adds the Recipient's condition keys.
     pub fn conditions(&self, c: &mut crate::authz::Conditions<'_>) {
         c.recipient(Some(self.doc.pcrs()));
@@ -84,7 +78,8 @@ pub fn verify(svc: &Service, caller: &Caller, info: Option<RecipientInfo>) -> Re
     };
     let doc = required(info.attestation_document, "recipient.attestationDocument")?.0;
     super::check_len(doc.len(), "recipient.attestationDocument", MAX_DOCUMENT)?;
-    let now_ms = Clock::wall_unix().saturating_mul(1000);
+    // The lifecycle clock: the wall clock in production; simulator tests move it to make a document stale.
+    let now_ms = u64::try_from(svc.clock.now_ms()).unwrap_or(0);
     let time = TimeRule::Now { now_ms, max_age_ms: MAX_AGE_MS, max_skew_ms: MAX_SKEW_MS };
     // Debug-mode documents verify (as AWS accepts them); their all-zero PCRs match no production policy.
     let policy = PcrPolicy::new().allow_debug();
@@ -101,7 +96,7 @@ pub fn verify(svc: &Service, caller: &Caller, info: Option<RecipientInfo>) -> Re
     }
     let server_nonce = match doc.nonce() {
         Some(n) if NonceBook::is_ours(n) => {
-            svc.nonces.redeem(n, Clock::wall_unix()).map_err(|e| match e {
+            svc.nonces.redeem(n, svc.clock.now_unix()).map_err(|e| match e {
                 NonceError::Busy => Error::LimitExceeded(format!("Recipient: {e}")),
                 other => Error::AccessDenied(format!("User: {} is not authorized: {other}", caller.arn())),
             })?;
@@ -123,7 +118,7 @@ struct NonceResponse<'a> {
 /// `EnclaveKms.GetRecipientNonce`: a single-use nonce, valid for five minutes, for the caller's next attestation
 /// document.
 pub fn get_nonce(svc: &Service, _caller: &Caller) -> Result<Vec<u8>, Error> {
-    let now = Clock::wall_unix();
+    let now = svc.clock.now_unix();
     let nonce = svc.nonces.issue(now);
     respond(NonceResponse { nonce: &nonce, expires_at: now + crate::recipient::nonce::NONCE_TTL_SECS })
 }

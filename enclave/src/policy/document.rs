@@ -4,7 +4,7 @@
 use super::condition::{self, Condition};
 use super::json::{self, Json, truncate};
 use super::wildcard;
-use super::{PolicyError, RequestContext};
+use super::{PolicyError, RequestContext, keys};
 
 /// Most statements in one policy (a 32 KiB document cannot hold many more anyway).
 const MAX_STATEMENTS: usize = 1000;
@@ -254,11 +254,26 @@ impl Statement {
     }
 
     /// Whether this statement applies to `req`: principal, action, resource and every condition match.
+    ///
+    /// One rule beyond IAM's, as AWS KMS documents for attestation: an `Allow` whose conditions name a
+    /// `kms:RecipientAttestation:*` key never matches a request without a verified Recipient document, whatever the
+    /// operator (`…IfExists`, `Null`, a negated operator would otherwise be satisfied by the key's absence). `Deny`
+    /// statements keep IAM's logic, so `StringNotEquals…` on such a key still denies requests without a document.
     pub fn matches(&self, req: &RequestContext) -> bool {
         self.principal.matches(req)
             && self.action.matches(req.action())
             && self.resource.matches(req.resource())
+            && !(self.effect == Effect::Allow && self.names_recipient_attestation() && !req.has_recipient())
             && self.conditions.iter().all(|c| c.evaluate(req))
+    }
+
+    /// Whether a condition of this statement names a `kms:RecipientAttestation:*` key.
+    fn names_recipient_attestation(&self) -> bool {
+        self.conditions.iter().any(|c| {
+            c.key()
+                .get(..keys::RECIPIENT_ATTESTATION_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(keys::RECIPIENT_ATTESTATION_PREFIX))
+        })
     }
 }
 

@@ -86,6 +86,8 @@ pub mod keys {
     pub const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:EncryptionContext:";
     /// The encryption context's keys (multi-valued).
     pub const ENCRYPTION_CONTEXT_KEYS: &str = "kms:EncryptionContextKeys";
+    /// Prefix of every condition key a verified Recipient document sets.
+    pub const RECIPIENT_ATTESTATION_PREFIX: &str = "kms:RecipientAttestation:";
     /// The Recipient document's image hash (PCR0), lower-case hex.
     pub const RECIPIENT_IMAGE_SHA384: &str = "kms:RecipientAttestation:ImageSha384";
     /// Prefix of `kms:RecipientAttestation:PCR0` .. `PCR31`, lower-case hex.
@@ -187,6 +189,11 @@ impl RequestContext {
             self.set(&format!("{}{i}", keys::RECIPIENT_PCR_PREFIX), [h]);
         }
         self
+    }
+
+    /// Whether the request carries a verified Recipient document (its PCR0 is always set).
+    pub fn has_recipient(&self) -> bool {
+        self.values(keys::RECIPIENT_IMAGE_SHA384).is_some()
     }
 
     /// The caller's ARN.

@@ -1273,12 +1273,13 @@ fn recipient_pcrs_are_lower_hex_and_bounded_to_pcr31() {
 }
 
 #[test]
-fn if_exists_on_an_attestation_key_opens_the_gate() {
-    // IAM semantics, and the policy author's mistake: IfExists makes the condition true without a Recipient.
+fn if_exists_on_an_attestation_key_does_not_open_the_gate() {
+    // Under plain IAM semantics IfExists would make the condition true without a Recipient (the policy author's
+    // mistake); an Allow that names attestation keys never matches without a document.
     let p = allow_if(
         &json!({"StringEqualsIgnoreCaseIfExists": {"kms:RecipientAttestation:ImageSha384": hex::encode(prod_pcr0())}}),
     );
-    assert_eq!(eval(&p, &workload("kms:Decrypt")), Decision::Allow);
+    assert_eq!(eval(&p, &workload("kms:Decrypt")), Decision::NotAllowed);
     assert_eq!(eval(&p, &workload("kms:Decrypt").with_recipient_pcrs(&recipient(&[0u8; 48]))), Decision::NotAllowed);
 }
 
@@ -1442,4 +1443,35 @@ proptest! {
         prop_assert_eq!(parse_date(&iso), parse_date(&secs.to_string()));
         prop_assert_eq!(parse_date(&iso), Some(i128::from(secs) * 1_000_000_000));
     }
+}
+
+#[test]
+fn attestation_allows_never_match_without_a_recipient_whatever_the_operator() {
+    let prod = hex::encode(prod_pcr0());
+    // Each of these would be satisfied by the key's absence under plain IAM logic.
+    for cond in [
+        json!({"StringEqualsIfExists": {"kms:RecipientAttestation:ImageSha384": prod}}),
+        json!({"StringNotEquals": {"kms:RecipientAttestation:ImageSha384": "00"}}),
+        json!({"Null": {"kms:RecipientAttestation:PCR0": "true"}}),
+        json!({"ForAllValues:StringEquals": {"kms:recipientattestation:pcr1": prod}}),
+    ] {
+        let p = doc(json!([{"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
+                            "Condition": cond.clone()}]));
+        assert_eq!(eval(&p, &workload("kms:Decrypt")), Decision::NotAllowed, "{cond}");
+    }
+    // With a document, the operators work as IAM defines them.
+    let p = doc(json!([{"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
+                        "Condition": {"StringEqualsIfExists": {"kms:RecipientAttestation:ImageSha384": prod}}}]));
+    assert_eq!(eval(&p, &workload("kms:Decrypt").with_recipient_pcrs(&recipient(&prod_pcr0()))), Decision::Allow);
+    // Deny keeps IAM's logic: a negated operator denies requests without a document.
+    let p = doc(json!([
+        {"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
+         "Condition": {"StringNotEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": prod}}}
+    ]));
+    assert_eq!(eval(&p, &workload("kms:Decrypt")), Decision::Deny);
+    assert_eq!(eval(&p, &workload("kms:Decrypt").with_recipient_pcrs(&recipient(&prod_pcr0()))), Decision::Allow);
+    // Statements without attestation conditions are untouched.
+    let p = doc(json!([allow_all()]));
+    assert_eq!(eval(&p, &workload("kms:Decrypt")), Decision::Allow);
 }

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from kmstest import KmsServer, assert_client_error, aws_cli, unique
+from kmstest import KmsServer, assert_client_error, unique
 from test_access import Principal, call_ok, make_principal, policy
 from test_attestation import describe, host, host_ok, openssl
 from test_protocol import RawClient, assert_error
@@ -22,7 +21,7 @@ HPKE = "HPKE_DHKEM_P384_HKDF_SHA384_AES_256_GCM"
 
 @pytest.fixture(scope="module")
 def gate_server(tmp_path_factory, host_bin):
-    """A server of its own: one test moves its lifecycle clock."""
+    """A server of its own for this module's principals and keys."""
     srv = KmsServer(tmp_path_factory.mktemp("kms-recipient"), binary=host_bin)
     srv.start()
     yield srv
@@ -173,20 +172,15 @@ def test_hpke_extension(tmp_path, host_bin, workload, gated_key, doc, p384_keys)
     assert proc.returncode == 1 and not pt.exists(), describe(proc)
 
 
-def test_aws_cli_recipient(tmp_path, gate_server, workload, gated_key, doc, rsa_keys):
+def test_aws_cli_v1_cannot_carry_a_binary_document(gate_server, tmp_path, doc):
+    """AWS CLI v1 base64-encodes a blob nested in a structure once more, so the document arrives as text and does
+    not verify (the README points v1 users to boto3 or CLI v2). This pins that the failure is a clean
+    AccessDeniedException naming the envelope, not a crash."""
     docf = tmp_path / "doc.cbor"
     docf.write_bytes(doc())
-    env = dict(gate_server.env)
-    env.update(AWS_ACCESS_KEY_ID=workload.akid, AWS_SECRET_ACCESS_KEY=workload.secret)
-    env.pop("AWS_SHARED_CREDENTIALS_FILE", None)
-    proc = subprocess.run([str(aws_cli()), "kms", "generate-data-key", "--key-id", gated_key, "--key-spec", "AES_256",
-                           "--recipient",
-                           f"KeyEncryptionAlgorithm=RSAES_OAEP_SHA_256,AttestationDocument=fileb://{docf}",
-                           "--output", "json"], env=env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
-    assert not out.get("Plaintext")
-    assert len(cms_open(tmp_path, rsa_keys, base64.b64decode(out["CiphertextForRecipient"]))) == 32
+    code, _, err = gate_server.aws("generate-random", "--number-of-bytes", "8", "--recipient",
+                                   f"KeyEncryptionAlgorithm=RSAES_OAEP_SHA_256,AttestationDocument=fileb://{docf}")
+    assert code != 0 and "AccessDeniedException" in err and "(envelope)" in err, err
 
 
 # ---- and stays shut for everything else ------------------------------------------------------------------------------
@@ -226,13 +220,22 @@ def test_truncated_and_garbage_documents(workload, gated_key, doc):
         denied(workload.kms.decrypt, CiphertextBlob=b"\x01" * 100, KeyId=gated_key, Recipient=recipient(bad))
 
 
-def test_stale_document(gate_server, workload, gated_key, doc):
-    document = doc()
-    workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document))
-    call_ok(RawClient(gate_server), "EnclaveKms.AdvanceClock", {"Seconds": 600})
-    msg = denied(workload.kms.generate_data_key, KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document))
-    assert "not valid" in msg
-    # A fresh document, made at the moved time, is accepted again.
+def test_stale_document(make_server, tmp_path, host_bin, rsa_keys):
+    """On a server of its own, whose lifecycle clock moves: a document older than five minutes is refused."""
+    srv = make_server()
+    raw = RawClient(srv)
+    account = call_ok(raw, "EnclaveKms.GetCallerIdentity", {})["Account"]
+    wl = make_principal(raw, srv, f"arn:aws:iam::{account}:role/{unique('stale')}")
+    pcrs = json.loads((srv.data_dir / "pcrs.json").read_text())
+    key = srv.client().create_key(Policy=policy(*gate_statements(account, wl, pcrs)))["KeyMetadata"]["KeyId"]
+    out = tmp_path / "doc.cbor"
+    host_ok(host_bin, "sim", "attest", "--data-dir", srv.data_dir, "--public-key", rsa_keys / "public.der",
+            "--out", out)
+    document = out.read_bytes()
+    wl.kms.generate_data_key(KeyId=key, KeySpec="AES_256", Recipient=recipient(document))
+    call_ok(raw, "EnclaveKms.AdvanceClock", {"Seconds": 301})
+    msg = denied(wl.kms.generate_data_key, KeyId=key, KeySpec="AES_256", Recipient=recipient(document))
+    assert "not valid (freshness)" in msg
 
 
 def test_recipient_validation(workload, gated_key, doc, p384_keys):
@@ -312,3 +315,14 @@ def test_server_nonce(admin, account, workload, pcrs, doc):
     forged[-1] ^= 1
     denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256",
            Recipient=recipient(doc("--nonce", bytes(forged).hex())))
+
+
+def test_attestation_allow_never_matches_without_a_document(admin, account, workload, pcrs, doc):
+    # Plain IAM logic would let IfExists (or a negated operator) pass when the key is absent; an Allow that names
+    # kms:RecipientAttestation:* never matches a request without a verified document.
+    for operator, value in (("StringEqualsIgnoreCaseIfExists", pcrs["0"]), ("StringNotEquals", "00" * 48)):
+        statements = gate_statements(account, workload, pcrs)
+        statements[2]["Condition"] = {operator: {"kms:RecipientAttestation:ImageSha384": value}}
+        key = admin.create_key(Policy=policy(*statements))["KeyMetadata"]["KeyId"]
+        denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256")
+        workload.kms.generate_data_key(KeyId=key, KeySpec="AES_256", Recipient=recipient(doc()))

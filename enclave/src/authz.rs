@@ -20,16 +20,22 @@ struct Parsed {
     conditional: bool,
 }
 
+/// A policy text, its parse (`None`: it does not parse) and whether it has conditions.
+type LastParsed = (Arc<str>, Option<Arc<Policy>>, bool);
+
 /// Parsed key policies by key id, for the record version they were parsed from. Bounded like the key cache.
 pub struct PolicyCache {
     entries: Mutex<HashMap<String, Parsed>>,
     capacity: usize,
+    /// The last policy text parsed and its parse: keys with the same policy (most keep the default one) share one
+    /// parsed copy, so the cache's memory grows by a pointer per key rather than a parsed document.
+    last: Mutex<Option<LastParsed>>,
 }
 
 impl PolicyCache {
     /// A cache of at most `capacity` parsed policies.
     pub fn new(capacity: usize) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1), last: Mutex::new(None) }
     }
 
     fn parsed(&self, key: &Key) -> Parsed {
@@ -38,15 +44,32 @@ impl PolicyCache {
         {
             return hit;
         }
-        let policy = match Policy::parse(&key.meta.policy) {
-            Ok(p) => Some(Arc::new(p)),
-            Err(e) => {
-                // Stored policies were checked when they were written; one that no longer parses allows nothing.
-                tracing::error!(key_id = %key.meta.key_id, error = %e, "stored key policy does not parse; denying");
-                None
+        let shared = self.last.lock().ok().and_then(|last| match last.as_ref() {
+            Some((text, policy, conditional)) if Arc::ptr_eq(text, &key.meta.policy) || *text == key.meta.policy => {
+                Some((policy.clone(), *conditional))
+            }
+            _ => None,
+        });
+        let (policy, conditional) = match shared {
+            Some(hit) => hit,
+            None => {
+                let policy = match Policy::parse(&key.meta.policy) {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(e) => {
+                        // Stored policies were checked when they were written; one that no longer parses allows
+                        // nothing.
+                        tracing::error!(key_id = %key.meta.key_id, error = %e, "stored key policy does not parse; denying");
+                        None
+                    }
+                };
+                let conditional =
+                    policy.as_ref().is_some_and(|p| p.statements().iter().any(|s| !s.conditions().is_empty()));
+                if let Ok(mut last) = self.last.lock() {
+                    *last = Some((key.meta.policy.clone(), policy.clone(), conditional));
+                }
+                (policy, conditional)
             }
         };
-        let conditional = policy.as_ref().is_some_and(|p| p.statements().iter().any(|s| !s.conditions().is_empty()));
         let parsed = Parsed { record_version: key.record_version, policy, conditional };
         if let Ok(mut e) = self.entries.lock() {
             if e.len() >= self.capacity

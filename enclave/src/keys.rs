@@ -179,7 +179,10 @@ pub struct KeyMeta {
     pub key_state: KeyState,
     pub origin: Origin,
     pub tags: Vec<(String, String)>,
-    pub policy: String,
+    /// The key policy document. Shared: keys with the same text as the last one decoded or created (most keep the
+    /// default policy) hold one copy between them, so a cached key does not carry its own.
+    #[serde(with = "shared_text")]
+    pub policy: Arc<str>,
     /// When a key pending deletion is destroyed (epoch seconds).
     #[serde(default)]
     pub deletion_date: Option<f64>,
@@ -198,6 +201,37 @@ pub struct KeyMeta {
     /// Imported material (Origin EXTERNAL), once any was imported.
     #[serde(default)]
     pub imported: Option<Imported>,
+}
+
+/// The last policy text made shared by [`shared_policy`].
+static LAST_POLICY: Mutex<Option<Arc<str>>> = Mutex::new(None);
+
+/// `text` as a shared string: the same allocation as the previous call's when the text is the same.
+pub fn shared_policy(text: &str) -> Arc<str> {
+    let Ok(mut last) = LAST_POLICY.lock() else { return Arc::from(text) };
+    if let Some(l) = last.as_ref()
+        && **l == *text
+    {
+        return l.clone();
+    }
+    let shared: Arc<str> = Arc::from(text);
+    *last = Some(shared.clone());
+    shared
+}
+
+/// Serde for [`KeyMeta::policy`]: a plain string on the wire, shared in memory.
+mod shared_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(super::shared_policy(&text))
+    }
 }
 
 /// One rotation: the backing-key version it added.
@@ -648,9 +682,18 @@ impl Keyring {
     /// Destroys every key whose deletion date has passed, and performs every automatic rotation that is due.
     /// Returns how many keys were destroyed.
     pub async fn sweep(&self) -> Result<usize, Error> {
+        self.sweep_paced(std::time::Duration::ZERO).await
+    }
+
+    /// [`Keyring::sweep`], pausing `pace` after each page of 500 keys, so that a background sweep over a large key
+    /// store (it opens every key record) takes a bounded share of the CPU instead of delaying requests.
+    pub async fn sweep_paced(&self, pace: std::time::Duration) -> Result<usize, Error> {
         let mut after: Option<String> = None;
         let mut destroyed = 0;
         loop {
+            if after.is_some() && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
             let (records, more) = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
             for (id, opened) in &records {
                 let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
@@ -785,6 +828,16 @@ mod tests {
         let hollow =
             Key { arn: String::new(), uuid: [0; 16], meta, record_version: 1, materials: Vec::new(), secret: None };
         assert!(Key::decode(&hollow.encode().unwrap(), 2, &scope()).is_err());
+    }
+
+    #[test]
+    fn equal_policies_share_one_copy() {
+        let a = shared_policy("{\"Statement\":[]}");
+        let b = shared_policy(&String::from("{\"Statement\":[]}"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = shared_policy("{}");
+        assert_eq!(&*c, "{}");
+        assert!(!Arc::ptr_eq(&a, &c));
     }
 
     #[test]

@@ -164,10 +164,87 @@ async fn read_loop<R: AsyncRead + Unpin>(rd: &mut R, pending: &Pending) -> Strin
 }
 
 /// What the high-water map knows of a record.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Seen {
     Present(u64),
     Deleted(u64),
+}
+
+/// Most records [`HighWater`] tracks: a table of 2^20 buckets of 16 bytes (about 17 MiB) at most.
+pub const HIGH_WATER_CAP: usize = 917_504;
+
+/// Top bit of a mark: the record was deleted at the version in the other bits.
+const DELETED: u64 = 1 << 63;
+
+/// Hashes a `u64` that is already a keyed hash: the identity.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Per-record version high-water marks, compact and bounded.
+///
+/// - A record is named by a 64-bit SipHash of (kind, id) under a key drawn at start (`RandomState`), not by its id:
+///   16 bytes per tracked record. Two records sharing a hash (about 2^-25 likely at the cap) share a mark: a false
+///   alarm or a missed check for them, never a wrong answer served.
+/// - A record seen only at version 1 is not tracked: nothing older than version 1 exists to roll back to (a record
+///   re-created after a delete continues at the deleted version + 1, so it is tracked). What is given up is noticing
+///   that the host hides such a record after showing it, which a host can do anyway by not answering.
+/// - At most [`HIGH_WATER_CAP`] marks: past it, an arbitrary mark is forgotten for each new one, and that record's
+///   rollback check starts afresh from the next version seen (the AEAD still binds kind, id and version).
+struct HighWater {
+    hasher: std::hash::RandomState,
+    marks: HashMap<u64, u64, std::hash::BuildHasherDefault<PassThrough>>,
+    cap: usize,
+}
+
+impl HighWater {
+    fn new(cap: usize) -> Self {
+        Self { hasher: std::hash::RandomState::new(), marks: HashMap::default(), cap: cap.max(1) }
+    }
+
+    fn slot(&self, kind: RecordKind, id: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.hasher.hash_one((kind, id))
+    }
+
+    fn get(&self, kind: RecordKind, id: &str) -> Option<Seen> {
+        let mark = *self.marks.get(&self.slot(kind, id))?;
+        Some(if mark & DELETED != 0 { Seen::Deleted(mark & !DELETED) } else { Seen::Present(mark) })
+    }
+
+    fn note(&mut self, kind: RecordKind, id: &str, seen: Seen) {
+        let slot = self.slot(kind, id);
+        let mark = match seen {
+            Seen::Present(v) if v <= 1 && !self.marks.contains_key(&slot) => return,
+            Seen::Present(v) => v & !DELETED,
+            Seen::Deleted(v) => (v & !DELETED) | DELETED,
+        };
+        if self.marks.len() >= self.cap
+            && !self.marks.contains_key(&slot)
+            && let Some(victim) = self.marks.keys().next().copied()
+        {
+            self.marks.remove(&victim);
+        }
+        self.marks.insert(slot, mark);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.marks.len()
+    }
 }
 
 /// An opened record: its version and its plaintext body.
@@ -182,13 +259,13 @@ pub struct Opened {
 pub struct Records {
     channel: Channel,
     domain_key: Key256,
-    seen: Mutex<HashMap<(RecordKind, String), Seen>>,
+    seen: Mutex<HighWater>,
 }
 
 impl Records {
     /// Records sealed under `domain_key`.
     pub fn new(channel: Channel, domain_key: Key256) -> Self {
-        Self { channel, domain_key, seen: Mutex::new(HashMap::new()) }
+        Self { channel, domain_key, seen: Mutex::new(HighWater::new(HIGH_WATER_CAP)) }
     }
 
     /// A key for another purpose derived from the domain key (HKDF-SHA256, `label` as info): it changes with the
@@ -204,8 +281,7 @@ impl Records {
 
     fn check_seen(&self, kind: RecordKind, id: &str, found: Option<u64>) -> Result<(), StoreError> {
         let mut seen = self.seen.lock().map_err(|_| StoreError::Closed)?;
-        let key = (kind, id.to_owned());
-        let prior = seen.get(&key).copied();
+        let prior = seen.get(kind, id);
         let fail = |why| Err(StoreError::Integrity { kind, id: id.to_owned(), why });
         match (prior, found) {
             (Some(Seen::Present(v)), Some(f)) if f < v => return fail("rollback to an older version"),
@@ -214,7 +290,7 @@ impl Records {
             _ => {}
         }
         if let Some(f) = found {
-            seen.insert(key, Seen::Present(f));
+            seen.note(kind, id, Seen::Present(f));
         }
         Ok(())
     }
@@ -260,7 +336,7 @@ impl Records {
     pub async fn put(&self, kind: RecordKind, id: &str, expected: Option<u64>, body: &[u8]) -> Result<u64, StoreError> {
         let version = match expected {
             Some(v) => v.checked_add(1).ok_or(StoreError::Protocol)?,
-            None => match self.seen.lock().map_err(|_| StoreError::Closed)?.get(&(kind, id.to_owned())) {
+            None => match self.seen.lock().map_err(|_| StoreError::Closed)?.get(kind, id) {
                 // A record re-created after a delete continues the version sequence, so the old one cannot return.
                 Some(Seen::Deleted(v)) => v.saturating_add(1),
                 _ => 1,
@@ -271,7 +347,7 @@ impl Records {
         let op = StorageOp::Put { kind, id: id.to_owned(), version, expected, sealed: SealedBlob(sealed) };
         match self.channel.call(op).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.insert((kind, id.to_owned()), Seen::Present(version));
+                self.seen.lock().map_err(|_| StoreError::Closed)?.note(kind, id, Seen::Present(version));
                 Ok(version)
             }
             _ => Err(StoreError::Protocol),
@@ -282,10 +358,7 @@ impl Records {
     pub async fn delete(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StoreError> {
         match self.channel.call(StorageOp::Delete { kind, id: id.to_owned(), expected }).await? {
             StorageReply::Done => {
-                self.seen
-                    .lock()
-                    .map_err(|_| StoreError::Closed)?
-                    .insert((kind, id.to_owned()), Seen::Deleted(expected));
+                self.seen.lock().map_err(|_| StoreError::Closed)?.note(kind, id, Seen::Deleted(expected));
                 Ok(())
             }
             _ => Err(StoreError::Protocol),
@@ -383,6 +456,52 @@ mod tests {
         assert_eq!(&r.get(RecordKind::Alias, "a").await.unwrap().unwrap().body[..], b"two");
         assert!(matches!(r.get(RecordKind::Alias, "a").await, Err(StoreError::Integrity { .. })));
         assert!(matches!(r.get(RecordKind::Alias, "a").await, Err(StoreError::Integrity { .. })));
+    }
+
+    #[test]
+    fn high_water_marks_are_compact_and_bounded() {
+        let mut hw = HighWater::new(4);
+        hw.note(RecordKind::Key, "a", Seen::Present(1));
+        assert_eq!((hw.len(), hw.get(RecordKind::Key, "a")), (0, None), "version 1 has nothing older: untracked");
+        hw.note(RecordKind::Key, "a", Seen::Present(3));
+        assert_eq!(hw.get(RecordKind::Key, "a"), Some(Seen::Present(3)));
+        assert_eq!(hw.get(RecordKind::Alias, "a"), None, "kind is part of the name");
+        hw.note(RecordKind::Key, "a", Seen::Deleted(3));
+        assert_eq!(hw.get(RecordKind::Key, "a"), Some(Seen::Deleted(3)));
+        hw.note(RecordKind::Key, "b", Seen::Deleted(1));
+        assert_eq!(hw.get(RecordKind::Key, "b"), Some(Seen::Deleted(1)), "deletions are always tracked");
+        hw.note(RecordKind::Key, "b", Seen::Present(1));
+        assert_eq!(hw.get(RecordKind::Key, "b"), Some(Seen::Present(1)), "a tracked record stays tracked");
+        for i in 0..100 {
+            hw.note(RecordKind::Credential, &format!("c{i}"), Seen::Present(2));
+            assert!(hw.len() <= 4);
+        }
+        assert_eq!(hw.get(RecordKind::Credential, "c99"), Some(Seen::Present(2)), "the newest mark is kept");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_record_cannot_come_back_and_recreation_continues_its_versions() {
+        let v1 = crypto::seal_record(&dk(), RecordKind::Alias, "a", 1, b"one").unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let ch = fake_host(move |op| match op {
+            StorageOp::Get { .. } => {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(StorageReply::Record(Some(StoredRecord {
+                    id: "a".into(),
+                    version: 1,
+                    sealed: SealedBlob(v1.clone()),
+                })))
+            }
+            StorageOp::Put { version, .. } if *version == 2 => Ok(StorageReply::Done),
+            _ => Ok(StorageReply::Done),
+        });
+        let r = Records::new(ch, dk());
+        assert!(r.get(RecordKind::Alias, "a").await.unwrap().is_some());
+        r.delete(RecordKind::Alias, "a", 1).await.unwrap();
+        assert!(matches!(r.get(RecordKind::Alias, "a").await, Err(StoreError::Integrity { .. })));
+        assert_eq!(r.put(RecordKind::Alias, "a", None, b"again").await.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! `kms-host`: the untrusted parent-instance side of enclave-kms.
 
+mod admin_cmd;
 mod attest_cmd;
 mod blobstore;
 mod files;
@@ -89,6 +90,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Principals and access keys (the EnclaveKms admin API; the caller must be an admin principal).
+    Admin(admin_cmd::AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -336,6 +339,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Sim(c) => return exit(sim_command(c).map(|()| None)),
+        Command::Admin(args) => return admin_cmd::run(args),
         Command::Attestation(AttestationCommand::Verify {
             file,
             at_document_time,
@@ -385,7 +389,7 @@ fn main() -> ExitCode {
             Command::Run { common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib } => {
                 production(common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib).await
             }
-            Command::Sim(_) | Command::Attestation(_) | Command::VerifyEndpoint { .. } => Ok(()),
+            Command::Sim(_) | Command::Attestation(_) | Command::VerifyEndpoint { .. } | Command::Admin(_) => Ok(()),
         }
     });
     match result {

@@ -1,7 +1,11 @@
 //! The host's end of the storage channel: decode each frame (bounded), run it against the [`BlobStore`], answer.
 //! Requests run concurrently; answers go back in completion order with the request's id.
+//!
+//! Writes (puts and deletes) go through a [`GroupCommit`]: the writes that arrive while one commit is in progress
+//! are applied together in the next transaction, and each is answered only after that transaction has committed
+//! (SQLite `synchronous=FULL`: after its fsync). Reads run beside them.
 
-use crate::blobstore::BlobStore;
+use crate::blobstore::{BlobStore, Write};
 use kms_shared::frame;
 use kms_shared::storage::{Announcement, EnclaveMessage, HostMessage, StorageError, StorageOp, StorageReply};
 use std::sync::Arc;
@@ -14,6 +18,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
+    let writes = Arc::new(GroupCommit::start(store.clone(), MAX_BATCH)?);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
@@ -41,9 +46,9 @@ where
             Ok(m) => m,
             Err(e) => break Err(format!("bad frame from the enclave: {e}")),
         };
-        let (store, tx, announce) = (store.clone(), tx.clone(), announce.clone());
+        let (store, tx, announce, writes) = (store.clone(), tx.clone(), announce.clone(), writes.clone());
         tokio::spawn(async move {
-            let result = execute(store, msg.op, &announce).await;
+            let result = execute(store, &writes, msg.op, &announce).await;
             match frame::encode(&HostMessage { id: msg.id, result }) {
                 Ok(buf) => {
                     let _ = tx.send(buf).await;
@@ -57,21 +62,75 @@ where
     result
 }
 
+/// Most writes in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+type Pending = (Write, tokio::sync::oneshot::Sender<Result<(), StorageError>>);
+
+/// Group commit: one writer thread takes every write that is waiting, applies them in one transaction
+/// ([`BlobStore::write_batch`]) and only then answers each. While it commits, new writes queue up for the next batch,
+/// so the batch size follows the load with no added delay when there is none.
+pub struct GroupCommit {
+    queue: std::sync::mpsc::Sender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the writer thread; it ends when the `GroupCommit` is dropped and the queue is drained.
+    pub fn start(store: Arc<dyn BlobStore>, max_batch: usize) -> Result<Self, String> {
+        let (queue, rx) = std::sync::mpsc::channel::<Pending>();
+        let max_batch = max_batch.max(1);
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    let (writes, waiters): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
+                    let mut results = store.write_batch(&writes).into_iter();
+                    for w in waiters {
+                        let _ = w.send(results.next().unwrap_or(Err(StorageError::Unavailable)));
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the group-commit thread: {e}"))?;
+        Ok(Self { queue })
+    }
+
+    /// Queues one write; returns its result once the transaction holding it has committed.
+    pub async fn write(&self, w: Write) -> Result<(), StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue.send((w, tx)).map_err(|_| StorageError::Unavailable)?;
+        rx.await.map_err(|_| StorageError::Unavailable)?
+    }
+}
+
 async fn execute(
     store: Arc<dyn BlobStore>,
+    writes: &GroupCommit,
     op: StorageOp,
     announce: &mpsc::Sender<Announcement>,
 ) -> Result<StorageReply, StorageError> {
     op.validate()?;
-    if let StorageOp::Announce(a) = op {
-        return announce.send(a).await.map(|_| StorageReply::Done).map_err(|_| StorageError::Unavailable);
-    }
+    let op = match op {
+        StorageOp::Announce(a) => {
+            return announce.send(a).await.map(|_| StorageReply::Done).map_err(|_| StorageError::Unavailable);
+        }
+        StorageOp::Put { kind, id, version, expected, sealed } => {
+            let w = Write::Put { kind, id, version, expected, blob: sealed };
+            return writes.write(w).await.map(|()| StorageReply::Done);
+        }
+        StorageOp::Delete { kind, id, expected } => {
+            return writes.write(Write::Delete { kind, id, expected }).await.map(|()| StorageReply::Done);
+        }
+        other => other,
+    };
     tokio::task::spawn_blocking(move || match op {
         StorageOp::Get { kind, id } => store.get(kind, &id).map(StorageReply::Record),
-        StorageOp::Put { kind, id, version, expected, sealed } => {
-            store.put(kind, &id, version, expected, &sealed).map(|_| StorageReply::Done)
-        }
-        StorageOp::Delete { kind, id, expected } => store.delete(kind, &id, expected).map(|_| StorageReply::Done),
         StorageOp::List { kind, after, limit } => {
             store.list(kind, after.as_deref(), limit).map(|(records, more)| StorageReply::Listed { records, more })
         }
@@ -96,6 +155,105 @@ mod tests {
         let mut body = vec![0u8; frame::body_len(h).unwrap()];
         io.read_exact(&mut body).await.unwrap();
         frame::decode(&body).unwrap()
+    }
+
+    /// A store that records the size of each batch and makes each commit slow, so writes pile up behind it.
+    struct SlowCommits {
+        inner: SqliteStore,
+        batches: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl BlobStore for SlowCommits {
+        fn get(&self, kind: RecordKind, id: &str) -> Result<Option<kms_shared::storage::StoredRecord>, StorageError> {
+            self.inner.get(kind, id)
+        }
+        fn put(&self, k: RecordKind, id: &str, v: u64, e: Option<u64>, b: &SealedBlob) -> Result<(), StorageError> {
+            self.inner.put(k, id, v, e, b)
+        }
+        fn delete(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError> {
+            self.inner.delete(kind, id, expected)
+        }
+        fn list(
+            &self,
+            kind: RecordKind,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<(Vec<kms_shared::storage::StoredRecord>, bool), StorageError> {
+            self.inner.list(kind, after, limit)
+        }
+        fn write_batch(&self, writes: &[Write]) -> Vec<Result<(), StorageError>> {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            self.batches.lock().unwrap().push(writes.len());
+            self.inner.write_batch(writes)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_committed_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SlowCommits {
+            inner: SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap(),
+            batches: std::sync::Mutex::new(Vec::new()),
+        });
+        let gc = Arc::new(GroupCommit::start(store.clone(), MAX_BATCH).unwrap());
+        let put = |id: String, expected| Write::Put {
+            kind: RecordKind::Key,
+            id,
+            version: 1,
+            expected,
+            blob: SealedBlob(vec![1]),
+        };
+        // 50 new records and one write with a wrong expected version, all at once.
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let gc = gc.clone();
+            tasks.push(tokio::spawn(async move { gc.write(put(format!("k{i}"), None)).await }));
+        }
+        let bad = {
+            let gc = gc.clone();
+            tokio::spawn(async move { gc.write(put("k7".into(), Some(5))).await })
+        };
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(()));
+        }
+        assert_eq!(bad.await.unwrap(), Err(StorageError::Conflict), "a CAS failure fails only its own write");
+        let batches = store.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), 51);
+        assert!(batches.len() < 51 && batches.iter().any(|&n| n > 1), "writes were batched: {batches:?}");
+        // Every acknowledged write is in the store.
+        for i in 0..50 {
+            assert!(store.get(RecordKind::Key, &format!("k{i}")).unwrap().is_some());
+        }
+    }
+
+    /// A store whose commits fail: every write of the batch fails, none is acknowledged as done.
+    struct FailingCommits;
+
+    impl BlobStore for FailingCommits {
+        fn get(&self, _: RecordKind, _: &str) -> Result<Option<kms_shared::storage::StoredRecord>, StorageError> {
+            Ok(None)
+        }
+        fn put(&self, _: RecordKind, _: &str, _: u64, _: Option<u64>, _: &SealedBlob) -> Result<(), StorageError> {
+            Err(StorageError::Unavailable)
+        }
+        fn delete(&self, _: RecordKind, _: &str, _: u64) -> Result<(), StorageError> {
+            Err(StorageError::Unavailable)
+        }
+        fn list(
+            &self,
+            _: RecordKind,
+            _: Option<&str>,
+            _: u32,
+        ) -> Result<(Vec<kms_shared::storage::StoredRecord>, bool), StorageError> {
+            Ok((Vec::new(), false))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_acknowledges_nothing() {
+        let gc = GroupCommit::start(Arc::new(FailingCommits), 4).unwrap();
+        let w = Write::Delete { kind: RecordKind::Key, id: "k".into(), expected: 1 };
+        assert_eq!(gc.write(w).await, Err(StorageError::Unavailable));
     }
 
     #[tokio::test]

@@ -3,18 +3,22 @@
 //! percentiles as text or JSON.
 //!
 //! ```text
-//! kms-loadgen --endpoint URL [--ca FILE] --connections N --duration SECONDS --op encrypt|decrypt|generate-data-key
+//! kms-loadgen --endpoint URL [--ca FILE] --connections N --duration SECONDS
+//!             --op encrypt|decrypt|generate-data-key|create-key
 //!             [--json] [--warmup SECONDS] [--key-id ID] [--payload-bytes N] [--region REGION]
+//!             [--keys N [--keys-file FILE] [--setup-connections N]]
 //! ```
+//!
+//! With `--keys N` each request names a key drawn uniformly from N keys (reused from `--keys-file`, the missing ones
+//! created first over `--setup-connections` connections and appended to it); a decrypt run then pre-encrypts under
+//! 256 drawn keys per connection. `--op create-key` measures CreateKey itself (each answer must carry a KeyId).
 //!
 //! Exit status: 0 with a report (errors are counted in it), 1 when set-up fails (connection, CreateKey, the
 //! pre-encryption of a decrypt run), 2 for usage errors.
 
 mod config;
-mod http;
-mod kms;
-mod sigv4;
 mod stats;
+mod work;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,11 +26,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 
-use config::{Args, Endpoint};
-use http::Connector;
-use kms::{CallError, Client, Work};
-use sigv4::Signer;
+use config::{Args, Op};
+use kms_client::{CallError, Client, Connector, Endpoint, Signer};
 use stats::Report;
+use work::{Keys, Work};
 
 /// What one connection measured.
 struct Outcome {
@@ -41,7 +44,7 @@ fn payload(index: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| (index.wrapping_mul(131).wrapping_add(j.wrapping_mul(7)) % 251) as u8).collect()
 }
 
-async fn measure(mut client: Client, work: Work, warm_end: Instant, end: Instant) -> Outcome {
+async fn measure(mut client: Client, mut work: Work, warm_end: Instant, end: Instant) -> Outcome {
     let mut out =
         Outcome { latencies_us: Vec::with_capacity(65_536), errors: 0, first_error: None, last_done: warm_end };
     loop {
@@ -74,34 +77,46 @@ async fn measure(mut client: Client, work: Work, warm_end: Instant, end: Instant
 async fn run(args: Args) -> Result<Report, String> {
     let endpoint = Endpoint::parse(&args.endpoint).map_err(|e| e.to_string())?;
     let env = |k: &str| std::env::var(k).ok();
-    let region = config::region(args.region.as_deref(), &env);
-    let credentials = config::credentials(&env).map_err(|e| e.to_string())?;
+    let region = kms_client::config::region(args.region.as_deref(), &env);
+    let credentials = kms_client::config::credentials(&env).map_err(|e| e.to_string())?;
     let connector = Arc::new(Connector::new(&endpoint, args.ca.as_deref()).map_err(|e| e.to_string())?);
     let signer = Signer::new(credentials, &region, "kms");
     let connections = usize::try_from(args.connections).map_err(|e| e.to_string())?;
     let payload_len = usize::try_from(args.payload_bytes).map_err(|e| e.to_string())?;
 
-    // Set-up, not measured: connections, the key, per-connection requests (a decrypt run encrypts once each).
+    // Set-up, not measured: connections, the key(s), per-connection requests (a decrypt run encrypts once each).
     let mut first = Client::new(connector.clone(), signer.clone(), &endpoint.authority);
-    let key_id = match &args.key_id {
-        Some(k) => k.clone(),
-        None => {
+    let mut keys: Option<Keys> = None;
+    let key_id = match (&args.key_id, args.keys) {
+        (Some(k), _) => k.clone(),
+        (None, Some(n)) => {
+            let set = key_set(&args, &connector, &signer, &endpoint.authority, n).await?;
+            let first_key = set.first().cloned().unwrap_or_default();
+            keys = Some(Arc::new(set));
+            first_key
+        }
+        (None, None) if args.op == Op::CreateKey => String::new(),
+        (None, None) => {
             let id = first.create_key().await.map_err(|e| format!("CreateKey failed: {e}"))?;
             eprintln!("kms-loadgen: created key {id}");
             id
         }
     };
     let key_id = Arc::new(key_id);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut setups = Vec::with_capacity(connections);
     let mut first = Some(first);
     for index in 0..connections {
         let mut client =
             first.take().unwrap_or_else(|| Client::new(connector.clone(), signer.clone(), &endpoint.authority));
         let key_id = key_id.clone();
+        let keys = keys.clone();
         let op = args.op;
+        let seed = seed ^ (index as u64).wrapping_mul(0x1000_0000_01B3);
         setups.push(tokio::spawn(async move {
             client.connect().await?;
-            let work = Work::prepare(&mut client, op, &key_id, &payload(index, payload_len)).await?;
+            let work = Work::prepare(&mut client, op, &key_id, keys, &payload(index, payload_len), seed).await?;
             Ok::<_, CallError>((client, work))
         }));
     }
@@ -147,6 +162,86 @@ async fn run(args: Args) -> Result<Report, String> {
     ))
 }
 
+/// Whether `id` can be pasted into a JSON string as it is (key ids, ARNs and alias names can).
+fn plain_key_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 2048 && id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// The key set of `--keys N`: ids from `--keys-file` (when it lists enough), the rest created over
+/// `--setup-connections` connections and appended to the file.
+async fn key_set(
+    args: &Args,
+    connector: &Arc<Connector>,
+    signer: &Signer,
+    authority: &str,
+    count: u64,
+) -> Result<Vec<String>, String> {
+    let want = usize::try_from(count).map_err(|e| e.to_string())?;
+    let mut ids: Vec<String> = match &args.keys_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        },
+        None => Vec::new(),
+    };
+    if let Some(bad) = ids.iter().find(|id| !plain_key_id(id)) {
+        return Err(format!("--keys-file: {bad:?} is not a key id"));
+    }
+    ids.truncate(want);
+    let missing = want - ids.len();
+    if ids.len() == want {
+        eprintln!("kms-loadgen: reusing {want} keys");
+        return Ok(ids);
+    }
+    let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(missing));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.setup_connections.min(u32::try_from(missing).unwrap_or(u32::MAX)) {
+        let mut client = Client::new(connector.clone(), signer.clone(), authority);
+        let remaining = remaining.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            while remaining
+                .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| {
+                    n.checked_sub(1)
+                })
+                .is_ok()
+            {
+                made.push(client.create_key().await.map_err(|e| format!("CreateKey failed: {e}"))?);
+            }
+            Ok::<_, String>(made)
+        }));
+    }
+    let mut created = Vec::with_capacity(missing);
+    for t in tasks {
+        created.extend(t.await.map_err(|e| format!("key creation task: {e}"))??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "kms-loadgen: created {} keys in {secs:.1} s ({:.0}/s) over {} connections",
+        created.len(),
+        created.len() as f64 / secs.max(1e-9),
+        args.setup_connections
+    );
+    if let Some(path) = &args.keys_file {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut text = String::with_capacity(created.len() * 37);
+        for id in &created {
+            text.push_str(id);
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    ids.extend(created);
+    Ok(ids)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -188,5 +283,14 @@ mod tests {
         assert_eq!(payload(0, 32).len(), 32);
         assert_ne!(payload(0, 32), payload(1, 32));
         assert_eq!(payload(5, 4096), payload(5, 4096));
+    }
+
+    #[test]
+    fn key_ids_that_can_be_pasted_into_json() {
+        assert!(plain_key_id("1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(plain_key_id("arn:aws:kms:us-east-1:000000000000:alias/x_y"));
+        for bad in ["", "a\"b", "a\\b", "a b", "\u{e9}"] {
+            assert!(!plain_key_id(bad), "{bad:?}");
+        }
     }
 }

@@ -77,11 +77,24 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
     let ca = data.path().join("ca.pem");
     assert!(credentials.is_file() && ca.is_file());
 
-    for op in ["encrypt", "decrypt", "generate-data-key"] {
+    let keys_file = data.path().join("bench-keys");
+    let keys_arg = format!("--keys-file={}", keys_file.display());
+    let runs: [(&str, &[&str]); 7] = [
+        ("encrypt", &[]),
+        ("decrypt", &[]),
+        ("generate-data-key", &[]),
+        ("create-key", &[]),
+        // A key set: 25 keys created (and listed in the file), then reused by the next runs.
+        ("encrypt", &["--keys=25", &keys_arg, "--setup-connections=4"]),
+        ("decrypt", &["--keys=25", &keys_arg]),
+        ("generate-data-key", &["--keys=25", &keys_arg]),
+    ];
+    for (op, extra) in runs {
         let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
             .args(["--endpoint", &endpoint, "--ca"])
             .arg(&ca)
             .args(["--connections", "2", "--duration", "2", "--warmup", "0.2", "--op", op, "--json"])
+            .args(extra)
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_PROFILE")
@@ -101,6 +114,13 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
             assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
         }
         assert!(report["p50_ms"].as_f64() <= report["p99_ms"].as_f64());
+        if !extra.is_empty() {
+            let ids = std::fs::read_to_string(&keys_file).unwrap();
+            assert_eq!(ids.lines().count(), 25, "the key set is created once and reused");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let expected = if op == "encrypt" { "created 25 keys" } else { "reusing 25 keys" };
+            assert!(stderr.contains(expected), "{op}: {stderr}");
+        }
     }
     drop(host);
 }

@@ -32,11 +32,17 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 
 /// Everything `from` reaches through workspace crates.
 fn reach(g: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    reach_except(g, from, &[])
+}
+
+/// Everything `from` reaches through workspace crates, not looking inside the crates in `opaque` (they are listed,
+/// their dependencies are not).
+fn reach_except(g: &BTreeMap<String, BTreeSet<String>>, from: &str, opaque: &[&str]) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let mut todo = vec![from.to_owned()];
     while let Some(n) = todo.pop() {
         for d in g.get(&n).into_iter().flatten() {
-            if seen.insert(d.clone()) && g.contains_key(d) {
+            if seen.insert(d.clone()) && g.contains_key(d) && !opaque.contains(&d.as_str()) {
                 todo.push(d.clone());
             }
         }
@@ -58,8 +64,31 @@ fn host_has_no_key_hierarchy_crypto() {
     // simulator), but it never seals, unseals or derives keys, and never terminates the service's TLS.
     let g = graph();
     let host = reach(&g, "kms-host");
-    for banned in ["aes-gcm", "hkdf", "hpke", "tokio-rustls", "kms-enclave"] {
+    for banned in ["aes-gcm", "hkdf", "hpke", "kms-enclave"] {
         assert!(!host.contains(banned), "kms-host must not depend on {banned}");
+    }
+    // The admin CLI reaches tokio-rustls through kms-client, whose only TLS is a client connector; the host itself
+    // (relay, storage server) must not link it.
+    let own = reach_except(&g, "kms-host", &["kms-client"]);
+    assert!(!own.contains("tokio-rustls"), "kms-host must not depend on tokio-rustls except through kms-client");
+}
+
+#[test]
+fn client_is_a_client_only() {
+    // kms-client is what any client of the service could be: no service crate, no storage or attestation code.
+    let g = graph();
+    assert!(g.contains_key("kms-client"), "workspace crate kms-client missing: {:?}", g.keys());
+    let client = reach(&g, "kms-client");
+    for banned in ["kms-enclave", "kms-host", "kms-shared", "kms-attestation", "aes-gcm", "hkdf", "rusqlite"] {
+        assert!(!client.contains(banned), "kms-client must not depend on {banned}");
+    }
+    // The enclave never links client code (it makes no outbound requests but to its host's store).
+    assert!(!reach(&g, "kms-enclave").contains("kms-client"), "kms-enclave depends on kms-client");
+    // The load generator is built on it and on no service crate.
+    let loadgen = reach(&g, "kms-loadgen");
+    assert!(loadgen.contains("kms-client"), "kms-loadgen should use kms-client");
+    for banned in ["kms-enclave", "kms-host", "kms-shared"] {
+        assert!(!loadgen.contains(banned), "kms-loadgen must not depend on {banned}");
     }
 }
 

@@ -217,7 +217,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         key_state: if origin == Origin::External { KeyState::PendingImport } else { KeyState::Enabled },
         origin,
         tags,
-        policy,
+        policy: crate::keys::shared_policy(&policy),
         deletion_date: None,
         pending_window_days: None,
         rotation_period_days: None,

@@ -76,7 +76,7 @@ pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<
     }
     svc.keys
         .update(&key.meta.key_id, |key| {
-            key.meta.policy = policy.clone();
+            key.meta.policy = crate::keys::shared_policy(&policy);
             Ok(())
         })
         .await?;

@@ -1,4 +1,4 @@
-//! KMS JSON requests over one connection: signing, sending, reconnecting, and checking every answer.
+//! KMS JSON requests over one keep-alive connection: signing, sending, reconnecting.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,13 +7,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 
-use crate::config::Op;
-use crate::http::{Conn, Connector, HttpError};
+use crate::http::{Conn, Connector, HttpError, Response};
 use crate::sigv4::{Request, Signer, amz_date};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-/// A request that takes longer than this counts as an error and its connection is replaced.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request that takes longer than this (by default) fails and its connection is replaced.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -36,14 +35,18 @@ pub struct Client {
     /// `(unix second, x-amz-date)` of the last request.
     date: (u64, String),
     request: Vec<u8>,
+    timeout: Duration,
 }
 
+/// The members of an Encrypt, Decrypt or GenerateDataKey answer that callers check.
 #[derive(Deserialize)]
-struct Answer {
+pub struct Answer {
+    /// Base64 ciphertext blob.
     #[serde(rename = "CiphertextBlob")]
-    ciphertext_blob: Option<String>,
+    pub ciphertext_blob: Option<String>,
+    /// Base64 plaintext.
     #[serde(rename = "Plaintext")]
-    plaintext: Option<String>,
+    pub plaintext: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -58,11 +61,13 @@ struct KeyMetadata {
     key_id: String,
 }
 
-fn parse_answer(body: &[u8]) -> Result<Answer, CallError> {
+/// Parses an [`Answer`]; anything else is [`CallError::Wrong`].
+pub fn parse_answer(body: &[u8]) -> Result<Answer, CallError> {
     serde_json::from_slice(body).map_err(|e| CallError::Wrong(format!("response is not the expected JSON: {e}")))
 }
 
-fn decode(field: &str, value: Option<&String>) -> Result<Vec<u8>, CallError> {
+/// Decodes base64 member `field`; missing or malformed is [`CallError::Wrong`].
+pub fn decode(field: &str, value: Option<&String>) -> Result<Vec<u8>, CallError> {
     let v = value.ok_or_else(|| CallError::Wrong(format!("no {field} in the response")))?;
     B64.decode(v).map_err(|_| CallError::Wrong(format!("{field} is not base64")))
 }
@@ -76,7 +81,14 @@ impl Client {
             authority: authority.to_owned(),
             date: (0, String::new()),
             request: Vec::with_capacity(2048),
+            timeout: REQUEST_TIMEOUT,
         }
+    }
+
+    /// Sets how long one request may take (connection included) before it fails.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Opens the connection now (so set-up cost stays out of the measurement).
@@ -124,11 +136,11 @@ impl Client {
         r.extend_from_slice(body);
     }
 
-    /// Sends one signed request; returns the body of a 200 answer. A failed connection is dropped and the next call
-    /// opens a new one.
-    pub async fn call(&mut self, target: &str, body: &[u8]) -> Result<Vec<u8>, CallError> {
+    /// Sends one signed request and returns the answer, whatever its status. A failed connection is dropped and the
+    /// next call opens a new one.
+    pub async fn call_raw(&mut self, target: &str, body: &[u8]) -> Result<Response, CallError> {
         self.build(target, body);
-        let (conn, outcome) = match tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let (conn, outcome) = match tokio::time::timeout(self.timeout, async {
             let mut conn = match self.conn.take() {
                 Some(c) => c,
                 None => self.connector.connect().await?,
@@ -140,12 +152,19 @@ impl Client {
         {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(CallError::Timeout(REQUEST_TIMEOUT)),
+            Err(_) => return Err(CallError::Timeout(self.timeout)),
         };
         let response = outcome?;
         if conn.reusable() {
             self.conn = Some(conn);
         }
+        Ok(response)
+    }
+
+    /// Sends one signed request; returns the body of a 200 answer (other statuses are [`CallError::Status`] with the
+    /// start of the body).
+    pub async fn call(&mut self, target: &str, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let response = self.call_raw(target, body).await?;
         if response.status != 200 {
             let text = String::from_utf8_lossy(&response.body);
             let text: String = text.chars().take(300).collect();
@@ -167,110 +186,5 @@ impl Client {
         let body = serde_json::json!({ "KeyId": key_id, "Plaintext": B64.encode(plaintext) }).to_string();
         let answer = parse_answer(&self.call("TrentService.Encrypt", body.as_bytes()).await?)?;
         decode("CiphertextBlob", answer.ciphertext_blob.as_ref())
-    }
-}
-
-/// One operation, prepared once per connection, repeated and checked.
-pub struct Work {
-    target: &'static str,
-    body: Vec<u8>,
-    check: Check,
-}
-
-enum Check {
-    /// A CiphertextBlob longer than the plaintext.
-    Ciphertext { plaintext_len: usize },
-    /// Exactly this plaintext.
-    Plaintext(Vec<u8>),
-    /// A 32-byte Plaintext and a CiphertextBlob.
-    DataKey,
-}
-
-impl Work {
-    /// Prepares `op` for one connection (a decrypt pre-encrypts `payload` once over `client`).
-    pub async fn prepare(client: &mut Client, op: Op, key_id: &str, payload: &[u8]) -> Result<Self, CallError> {
-        Ok(match op {
-            Op::Encrypt => Self {
-                target: "TrentService.Encrypt",
-                body: serde_json::json!({ "KeyId": key_id, "Plaintext": B64.encode(payload) }).to_string().into(),
-                check: Check::Ciphertext { plaintext_len: payload.len() },
-            },
-            Op::Decrypt => {
-                let blob = client.encrypt(key_id, payload).await?;
-                Self {
-                    target: "TrentService.Decrypt",
-                    body: serde_json::json!({ "CiphertextBlob": B64.encode(blob) }).to_string().into(),
-                    check: Check::Plaintext(payload.to_vec()),
-                }
-            }
-            Op::GenerateDataKey => Self {
-                target: "TrentService.GenerateDataKey",
-                body: serde_json::json!({ "KeyId": key_id, "KeySpec": "AES_256" }).to_string().into(),
-                check: Check::DataKey,
-            },
-        })
-    }
-
-    /// Sends the request once and checks the answer.
-    pub async fn run(&self, client: &mut Client) -> Result<(), CallError> {
-        let body = client.call(self.target, &self.body).await?;
-        self.check(&body)
-    }
-
-    fn check(&self, body: &[u8]) -> Result<(), CallError> {
-        let answer = parse_answer(body)?;
-        match &self.check {
-            Check::Ciphertext { plaintext_len } => {
-                let blob = decode("CiphertextBlob", answer.ciphertext_blob.as_ref())?;
-                if blob.len() <= *plaintext_len {
-                    return Err(CallError::Wrong(format!("CiphertextBlob of {} bytes is too short", blob.len())));
-                }
-            }
-            Check::Plaintext(expected) => {
-                if decode("Plaintext", answer.plaintext.as_ref())? != *expected {
-                    return Err(CallError::Wrong("Decrypt returned another plaintext".into()));
-                }
-            }
-            Check::DataKey => {
-                let key = decode("Plaintext", answer.plaintext.as_ref())?;
-                if key.len() != 32 {
-                    return Err(CallError::Wrong(format!("data key of {} bytes, not 32", key.len())));
-                }
-                if decode("CiphertextBlob", answer.ciphertext_blob.as_ref())?.is_empty() {
-                    return Err(CallError::Wrong("empty CiphertextBlob".into()));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn work(check: Check) -> Work {
-        Work { target: "x", body: Vec::new(), check }
-    }
-
-    #[test]
-    fn answers_are_checked() {
-        let enc = work(Check::Ciphertext { plaintext_len: 3 });
-        assert!(enc.check(br#"{"CiphertextBlob":"AAAAAA==","KeyId":"k"}"#).is_ok());
-        assert!(enc.check(br#"{"CiphertextBlob":"AAA="}"#).is_err(), "too short");
-        assert!(enc.check(br#"{"KeyId":"k"}"#).is_err());
-        assert!(enc.check(br#"{"CiphertextBlob":"!!"}"#).is_err());
-        assert!(enc.check(b"not json").is_err());
-
-        let dec = work(Check::Plaintext(b"abc".to_vec()));
-        assert!(dec.check(br#"{"Plaintext":"YWJj"}"#).is_ok());
-        assert!(dec.check(br#"{"Plaintext":"YWJk"}"#).is_err());
-        assert!(dec.check(br#"{}"#).is_err());
-
-        let gdk = work(Check::DataKey);
-        let key = B64.encode([7u8; 32]);
-        assert!(gdk.check(format!(r#"{{"Plaintext":"{key}","CiphertextBlob":"AQ=="}}"#).as_bytes()).is_ok());
-        assert!(gdk.check(format!(r#"{{"Plaintext":"{key}"}}"#).as_bytes()).is_err());
-        assert!(gdk.check(br#"{"Plaintext":"AAAA","CiphertextBlob":"AQ=="}"#).is_err());
     }
 }

@@ -173,6 +173,9 @@ enum Seen {
 /// Most records [`HighWater`] tracks: a table of 2^20 buckets of 16 bytes (about 17 MiB) at most.
 pub const HIGH_WATER_CAP: usize = 917_504;
 
+/// How many marks eviction looks at for one that is not a deletion.
+const EVICTION_SCAN: usize = 64;
+
 /// Top bit of a mark: the record was deleted at the version in the other bits.
 const DELETED: u64 = 1 << 63;
 
@@ -232,11 +235,19 @@ impl HighWater {
             Seen::Present(v) => v & !DELETED,
             Seen::Deleted(v) => (v & !DELETED) | DELETED,
         };
-        if self.marks.len() >= self.cap
-            && !self.marks.contains_key(&slot)
-            && let Some(victim) = self.marks.keys().next().copied()
-        {
-            self.marks.remove(&victim);
+        if self.marks.len() >= self.cap && !self.marks.contains_key(&slot) {
+            // Deletion marks are what keep a revoked access key, a deleted alias or a destroyed key's record from
+            // coming back: forget a present-version mark if one is near at hand.
+            let victim = self
+                .marks
+                .iter()
+                .take(EVICTION_SCAN)
+                .find(|(_, m)| **m & DELETED == 0)
+                .or_else(|| self.marks.iter().next())
+                .map(|(k, _)| *k);
+            if let Some(victim) = victim {
+                self.marks.remove(&victim);
+            }
         }
         self.marks.insert(slot, mark);
     }
@@ -477,6 +488,21 @@ mod tests {
             assert!(hw.len() <= 4);
         }
         assert_eq!(hw.get(RecordKind::Credential, "c99"), Some(Seen::Present(2)), "the newest mark is kept");
+    }
+
+    #[test]
+    fn eviction_spares_deletion_marks() {
+        let mut hw = HighWater::new(8);
+        for i in 0..4 {
+            hw.note(RecordKind::Credential, &format!("revoked{i}"), Seen::Deleted(1));
+        }
+        for i in 0..1000 {
+            hw.note(RecordKind::Key, &format!("k{i}"), Seen::Present(2));
+            assert!(hw.len() <= 8);
+        }
+        for i in 0..4 {
+            assert_eq!(hw.get(RecordKind::Credential, &format!("revoked{i}")), Some(Seen::Deleted(1)));
+        }
     }
 
     #[tokio::test]

@@ -205,7 +205,8 @@ impl std::hash::Hasher for PassThrough {
 /// - A record seen only at version 1 is not tracked: nothing older than version 1 exists to roll back to (a record
 ///   re-created after a delete continues at the deleted version + 1, so it is tracked). What is given up is noticing
 ///   that the host hides such a record after showing it, which a host can do anyway by not answering.
-/// - At most [`HIGH_WATER_CAP`] marks: past it, an arbitrary mark is forgotten for each new one, and that record's
+/// - At most [`HIGH_WATER_CAP`] marks: past it, one mark is forgotten for each new one (a present-version mark
+///   rather than a deletion mark when one is among the first few looked at), and that record's
 ///   rollback check starts afresh from the next version seen (the AEAD still binds kind, id and version).
 struct HighWater {
     hasher: std::hash::RandomState,

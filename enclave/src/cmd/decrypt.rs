@@ -58,11 +58,7 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
                 c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
                 c.request_alias(named, &svc.scope);
             })?;
-            return Err(Error::InvalidKeyUsage(format!(
-                "The encryption algorithm SYMMETRIC_DEFAULT is not compatible with the key spec {} of {}",
-                named_key.meta.key_spec.name(),
-                named_key.arn
-            )));
+            return Err(super::incompatible_algorithm("SYMMETRIC_DEFAULT", &named_key));
         }
     }
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
@@ -117,12 +113,7 @@ async fn decrypt_asymmetric(
             return Err(super::wrong_usage(&key, "Decrypt"));
         }
         _ => {
-            return Err(Error::InvalidKeyUsage(format!(
-                "The encryption algorithm {} is not compatible with the key spec {} of {}",
-                alg.name(),
-                key.meta.key_spec.name(),
-                key.arn
-            )));
+            return Err(super::incompatible_algorithm(alg.name(), &key));
         }
     };
     super::refuse_context(&req.encryption_context)?;

@@ -81,12 +81,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
                 .map_err(|e| Error::Internal(format!("RSA encryption: {e}")))?
         }
         _ => {
-            return Err(Error::InvalidKeyUsage(format!(
-                "The encryption algorithm {} is not compatible with the key spec {} of {}",
-                alg.name(),
-                key.meta.key_spec.name(),
-                key.arn
-            )));
+            return Err(super::incompatible_algorithm(alg.name(), &key));
         }
     };
     respond(Response { ciphertext_blob: &blob, key_id: &key.arn, encryption_algorithm: alg.name() })

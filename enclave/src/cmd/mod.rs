@@ -297,6 +297,15 @@ pub fn wrong_usage(key: &Key, op: &str) -> Error {
     ))
 }
 
+/// InvalidKeyUsageException for an encryption algorithm (its AWS name) that the key's spec cannot use.
+pub fn incompatible_algorithm(alg: &str, key: &Key) -> Error {
+    Error::InvalidKeyUsage(format!(
+        "The encryption algorithm {alg} is not compatible with the key spec {} of {}",
+        key.meta.key_spec.name(),
+        key.arn
+    ))
+}
+
 /// Refuses any key but a symmetric encryption key (the only kind that makes ciphertext blobs and data keys).
 pub fn require_symmetric(key: &Key, op: &str) -> Result<(), Error> {
     if key.is_symmetric() { Ok(()) } else { Err(wrong_usage(key, op)) }

@@ -47,16 +47,7 @@ fn check_fits(key: &Key, alg: EncryptionAlgorithm) -> Result<(), Error> {
         EncryptionAlgorithm::Symmetric => key.is_symmetric(),
         EncryptionAlgorithm::Rsa(_) => key.pair().is_some(),
     };
-    if fits {
-        Ok(())
-    } else {
-        Err(Error::InvalidKeyUsage(format!(
-            "The encryption algorithm {} is not compatible with the key spec {} of {}",
-            alg.name(),
-            key.meta.key_spec.name(),
-            key.arn
-        )))
-    }
+    if fits { Ok(()) } else { Err(super::incompatible_algorithm(alg.name(), key)) }
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {

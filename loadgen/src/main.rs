@@ -4,10 +4,15 @@
 //!
 //! ```text
 //! kms-loadgen --endpoint URL [--ca FILE] --connections N --duration SECONDS
-//!             --op encrypt|decrypt|generate-data-key|create-key
-//!             [--json] [--warmup SECONDS] [--key-id ID] [--payload-bytes N] [--region REGION]
-//!             [--keys N [--keys-file FILE] [--setup-connections N]]
+//!             (--op encrypt|decrypt|generate-data-key|create-key|generate-random|sign|verify|generate-mac
+//!              | --mix OP=WEIGHT[,OP=WEIGHT...])
+//!             [--context KEY=VALUE]... [--json] [--warmup SECONDS] [--key-id ID] [--payload-bytes N]
+//!             [--region REGION] [--keys N [--keys-file FILE] [--setup-connections N]]
 //! ```
+//!
+//! `--mix` draws each request's operation by weight (per-connection generator seeded by the connection's index) and
+//! adds per-operation figures (`ops`) to the report; `--context` sets the EncryptionContext of Encrypt, Decrypt and
+//! GenerateDataKey. Sign answers are verified on the client with the key's public key (GetPublicKey at set-up).
 //!
 //! With `--keys N` each request names a key drawn uniformly from N keys (reused from `--keys-file`, the missing ones
 //! created first over `--setup-connections` connections and appended to it); a decrypt run then pre-encrypts under
@@ -26,15 +31,15 @@ use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 
-use config::{Args, Op};
+use config::{Args, KeyKind, Op};
 use kms_client::{CallError, Client, Connector, Endpoint, Signer};
-use stats::Report;
-use work::{Keys, Work};
+use stats::{OpReport, Report};
+use work::{Keys, Plan, Shared, Work};
 
-/// What one connection measured.
+/// What one connection measured, per operation of the plan (one entry without a mix).
 struct Outcome {
-    latencies_us: Vec<u64>,
-    errors: u64,
+    latencies_us: Vec<Vec<u64>>,
+    errors: Vec<u64>,
     first_error: Option<String>,
     last_done: Instant,
 }
@@ -44,15 +49,20 @@ fn payload(index: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| (index.wrapping_mul(131).wrapping_add(j.wrapping_mul(7)) % 251) as u8).collect()
 }
 
-async fn measure(mut client: Client, mut work: Work, warm_end: Instant, end: Instant) -> Outcome {
-    let mut out =
-        Outcome { latencies_us: Vec::with_capacity(65_536), errors: 0, first_error: None, last_done: warm_end };
+async fn measure(mut client: Client, mut plan: Plan, n_ops: usize, warm_end: Instant, end: Instant) -> Outcome {
+    let mut out = Outcome {
+        latencies_us: (0..n_ops).map(|_| Vec::with_capacity(65_536 / n_ops.max(1))).collect(),
+        errors: vec![0; n_ops],
+        first_error: None,
+        last_done: warm_end,
+    };
     loop {
         let t0 = Instant::now();
         if t0 >= end {
             break;
         }
-        let result = work.run(&mut client).await;
+        let index = plan.pick();
+        let result = plan.run(index, &mut client).await;
         let t1 = Instant::now();
         if t0 < warm_end {
             continue;
@@ -61,10 +71,14 @@ async fn measure(mut client: Client, mut work: Work, warm_end: Instant, end: Ins
         match result {
             Ok(()) => {
                 let us = u64::try_from(t1.duration_since(t0).as_micros()).unwrap_or(u64::MAX);
-                out.latencies_us.push(us);
+                if let Some(l) = out.latencies_us.get_mut(index) {
+                    l.push(us);
+                }
             }
             Err(e) => {
-                out.errors += 1;
+                if let Some(n) = out.errors.get_mut(index) {
+                    *n += 1;
+                }
                 if out.first_error.is_none() {
                     out.first_error = Some(e.to_string());
                 }
@@ -83,6 +97,11 @@ async fn run(args: Args) -> Result<Report, String> {
     let signer = Signer::new(credentials, &region, "kms");
     let connections = usize::try_from(args.connections).map_err(|e| e.to_string())?;
     let payload_len = usize::try_from(args.payload_bytes).map_err(|e| e.to_string())?;
+    let ops = args.ops();
+    if ops.iter().any(|(op, _)| *op == Op::GenerateRandom) && payload_len > 1024 {
+        return Err("generate-random: --payload-bytes is NumberOfBytes, at most 1024".into());
+    }
+    let needs = |kind: KeyKind| ops.iter().any(|(op, _)| op.key_kind() == kind);
 
     // Set-up, not measured: connections, the key(s), per-connection requests (a decrypt run encrypts once each).
     let mut first = Client::new(connector.clone(), signer.clone(), &endpoint.authority);
@@ -95,14 +114,42 @@ async fn run(args: Args) -> Result<Report, String> {
             keys = Some(Arc::new(set));
             first_key
         }
-        (None, None) if args.op == Op::CreateKey => String::new(),
+        (None, None) if !needs(KeyKind::Symmetric) => String::new(),
         (None, None) => {
             let id = first.create_key().await.map_err(|e| format!("CreateKey failed: {e}"))?;
             eprintln!("kms-loadgen: created key {id}");
             id
         }
     };
-    let key_id = Arc::new(key_id);
+    // Sign/Verify and GenerateMac keys: --key-id, else created here.
+    let mut other_key = async |kind: KeyKind, spec: &str, usage: &str| -> Result<String, String> {
+        if !needs(kind) {
+            return Ok(String::new());
+        }
+        if let Some(k) = &args.key_id {
+            return Ok(k.clone());
+        }
+        let id =
+            work::create_key(&mut first, spec, usage).await.map_err(|e| format!("CreateKey {spec} failed: {e}"))?;
+        eprintln!("kms-loadgen: created {spec} key {id}");
+        Ok(id)
+    };
+    let sign_key = other_key(KeyKind::EccSign, "ECC_NIST_P256", "SIGN_VERIFY").await?;
+    let mac_key = other_key(KeyKind::Hmac, "HMAC_256", "GENERATE_VERIFY_MAC").await?;
+    let mut shared = Shared { context: args.context.clone(), ..Shared::default() };
+    if ops.iter().any(|(op, _)| *op == Op::Sign) {
+        shared.public_key =
+            Arc::new(work::public_key(&mut first, &sign_key).await.map_err(|e| format!("GetPublicKey failed: {e}"))?);
+    }
+    let shared = Arc::new(shared);
+    let key_for = {
+        let (sym, sign_key, mac_key) = (Arc::new(key_id), Arc::new(sign_key), Arc::new(mac_key));
+        move |op: Op| match op.key_kind() {
+            KeyKind::EccSign => sign_key.clone(),
+            KeyKind::Hmac => mac_key.clone(),
+            KeyKind::Symmetric | KeyKind::None => sym.clone(),
+        }
+    };
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut setups = Vec::with_capacity(connections);
@@ -110,14 +157,21 @@ async fn run(args: Args) -> Result<Report, String> {
     for index in 0..connections {
         let mut client =
             first.take().unwrap_or_else(|| Client::new(connector.clone(), signer.clone(), &endpoint.authority));
-        let key_id = key_id.clone();
         let keys = keys.clone();
-        let op = args.op;
+        let plan_ops: Vec<(Op, Arc<String>)> = ops.iter().map(|(op, _)| (*op, key_for(*op))).collect();
+        let weights: Vec<u32> = ops.iter().map(|(_, w)| *w).collect();
+        let shared = shared.clone();
         let seed = seed ^ (index as u64).wrapping_mul(0x1000_0000_01B3);
         setups.push(tokio::spawn(async move {
             client.connect().await?;
-            let work = Work::prepare(&mut client, op, &key_id, keys, &payload(index, payload_len), seed).await?;
-            Ok::<_, CallError>((client, work))
+            let mut works = Vec::with_capacity(plan_ops.len());
+            for (op, key_id) in plan_ops {
+                let payload = payload(index, payload_len);
+                works.push(Work::prepare(&mut client, op, &key_id, keys.clone(), &payload, seed, &shared).await?);
+            }
+            // The operation sequence is deterministic per connection (seeded by its index alone).
+            let plan = Plan::new(works, &weights, (index as u64).wrapping_add(1).wrapping_mul(0x1000_0000_01B3));
+            Ok::<_, CallError>((client, plan))
         }));
     }
     let mut ready = Vec::with_capacity(connections);
@@ -134,23 +188,27 @@ async fn run(args: Args) -> Result<Report, String> {
     let start = Instant::now();
     let warm_end = start + warmup;
     let end = warm_end + duration;
-    let tasks: Vec<_> = ready.into_iter().map(|(c, w)| tokio::spawn(measure(c, w, warm_end, end))).collect();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
+    let n_ops = ops.len();
+    let tasks: Vec<_> = ready.into_iter().map(|(c, p)| tokio::spawn(measure(c, p, n_ops, warm_end, end))).collect();
+    let mut per_op: Vec<(Vec<u64>, u64)> = vec![(Vec::new(), 0); n_ops];
     let mut first_error = None;
     let mut last_done = warm_end;
     for t in tasks {
         let o = t.await.map_err(|e| format!("measurement task: {e}"))?;
-        latencies.extend_from_slice(&o.latencies_us);
-        errors += o.errors;
+        for ((lat, err), (l, e)) in per_op.iter_mut().zip(o.latencies_us.iter().zip(&o.errors)) {
+            lat.extend_from_slice(l);
+            *err += e;
+        }
         if first_error.is_none() {
             first_error = o.first_error;
         }
         last_done = last_done.max(o.last_done);
     }
     let measured = last_done.saturating_duration_since(warm_end).as_secs_f64().max(args.duration);
-    Ok(Report::new(
-        args.op.name(),
+    let latencies: Vec<u64> = per_op.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+    let errors = per_op.iter().map(|(_, e)| e).sum();
+    let mut report = Report::new(
+        args.run_name(),
         &args.endpoint,
         connections,
         measured,
@@ -159,7 +217,17 @@ async fn run(args: Args) -> Result<Report, String> {
         latencies,
         errors,
         first_error,
-    ))
+    );
+    if let Some(mix) = &args.mix {
+        report.mix = Some(mix.spec());
+        report.ops = Some(
+            ops.iter()
+                .zip(per_op)
+                .map(|((op, _), (lat, err))| (op.name().to_owned(), OpReport::new(lat, err)))
+                .collect(),
+        );
+    }
+    Ok(report)
 }
 
 /// Whether `id` can be pasted into a JSON string as it is (key ids, ARNs and alias names can).

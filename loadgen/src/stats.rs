@@ -39,6 +39,34 @@ pub struct Report {
     pub max_ms: f64,
     /// The first error seen, if any (a sample, to say what went wrong).
     pub first_error: Option<String>,
+    /// `--mix` runs: the spec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mix: Option<String>,
+    /// `--mix` runs: figures per operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops: Option<std::collections::BTreeMap<String, OpReport>>,
+}
+
+/// The figures of one operation of a mix.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+impl OpReport {
+    /// From the latencies (microseconds) of the operation's successful requests.
+    pub fn new(mut latencies_us: Vec<u64>, errors: u64) -> Self {
+        latencies_us.sort_unstable();
+        Self {
+            requests: latencies_us.len() as u64,
+            p50_ms: ms(percentile(&latencies_us, 50.0)),
+            p99_ms: ms(percentile(&latencies_us, 99.0)),
+            errors,
+        }
+    }
 }
 
 fn ms(us: Option<u64>) -> f64 {
@@ -81,6 +109,8 @@ impl Report {
             p999_ms: ms(percentile(&latencies_us, 99.9)),
             max_ms: ms(latencies_us.last().copied()),
             first_error,
+            mix: None,
+            ops: None,
         }
     }
 
@@ -106,6 +136,15 @@ impl Report {
             self.max_ms,
             self.mean_ms,
         );
+        if let Some(m) = &self.mix {
+            s.push_str(&format!("mix        {m}\n"));
+        }
+        for (name, o) in self.ops.iter().flatten() {
+            s.push_str(&format!(
+                "  {name:<18} {} ok, {} errors, p50 {:.3} ms, p99 {:.3} ms\n",
+                o.requests, o.errors, o.p50_ms, o.p99_ms
+            ));
+        }
         if let Some(e) = &self.first_error {
             s.push_str(&format!("first error: {e}\n"));
         }
@@ -157,5 +196,21 @@ mod tests {
             assert!(json.get(field).is_some(), "{field}");
         }
         assert!(r.text().contains("first error: boom"));
+        assert!(json.get("ops").is_none() && json.get("mix").is_none(), "single-op reports are unchanged");
+    }
+
+    #[test]
+    fn per_operation_figures() {
+        let o = OpReport::new(vec![3000, 1000, 2000], 1);
+        assert_eq!((o.requests, o.errors), (3, 1));
+        assert!((o.p50_ms - 2.0).abs() < 1e-9 && (o.p99_ms - 3.0).abs() < 1e-9);
+        let mut r = Report::new("mix", "https://x", 1, 1.0, 0.0, 32, vec![1000], 0, None);
+        r.mix = Some("encrypt=1".into());
+        r.ops = Some([("encrypt".to_owned(), o)].into_iter().collect());
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["ops"]["encrypt"]["requests"], 3);
+        assert_eq!(json["ops"]["encrypt"]["errors"], 1);
+        assert_eq!(json["mix"], "encrypt=1");
+        assert!(r.text().contains("encrypt"));
     }
 }

@@ -122,5 +122,75 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
             assert!(stderr.contains(expected), "{op}: {stderr}");
         }
     }
+
+    // The operations of issue 7's mix, 1 s each; then a mix with an encryption context.
+    let new_runs: [(&str, &[&str]); 6] = [
+        ("sign", &["--op=sign"]),
+        ("verify", &["--op=verify"]),
+        ("generate-mac", &["--op=generate-mac"]),
+        ("generate-random", &["--op=generate-random", "--payload-bytes=1024"]),
+        ("encrypt", &["--op=encrypt", "--context=purpose=loadgen-test", "--context=tenant=a"]),
+        (
+            "mix",
+            &[
+                "--mix=encrypt=30,decrypt=30,generate-data-key=10,generate-random=10,sign=10,verify=5,generate-mac=5",
+                "--context=purpose=loadgen-test",
+            ],
+        ),
+    ];
+    for (name, args) in new_runs {
+        let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
+            .args(["--endpoint", &endpoint, "--ca"])
+            .arg(&ca)
+            .args(["--connections", "2", "--duration", "1", "--warmup", "0.2", "--json"])
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(report["op"], name);
+        assert_eq!(report["errors"], 0, "{report}");
+        assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+        for field in ["requests_per_sec", "p50_ms", "p99_ms"] {
+            assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+        }
+        if name == "mix" {
+            let ops = report["ops"].as_object().unwrap();
+            assert_eq!(ops.len(), 7, "{report}");
+            let mut total = 0;
+            for (op, o) in ops {
+                assert_eq!(o["errors"], 0, "{op}: {report}");
+                assert!(o["requests"].as_u64().unwrap() > 0, "{op}: {report}");
+                assert!(o["p50_ms"].as_f64().unwrap() > 0.0 && o["p50_ms"].as_f64() <= o["p99_ms"].as_f64());
+                total += o["requests"].as_u64().unwrap();
+            }
+            assert_eq!(total, report["requests"].as_u64().unwrap(), "{report}");
+        } else {
+            assert!(report.get("ops").is_none(), "{report}");
+        }
+    }
+
+    // A context is checked by the service: Decrypt of a ciphertext made under one context fails under another, so a
+    // decrypt run with a context succeeds only if it encrypted with the same one.
+    let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
+        .args(["--endpoint", &endpoint, "--ca"])
+        .arg(&ca)
+        .args(["--connections", "1", "--duration", "1", "--warmup", "0", "--json", "--op=decrypt", "--context=k=v"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["errors"], 0, "{report}");
     drop(host);
 }

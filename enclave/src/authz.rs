@@ -94,10 +94,7 @@ impl Conditions<'_> {
     /// `kms:EncryptionContext:KEY` and `kms:EncryptionContextKeys`.
     pub fn encryption_context(&mut self, ec: &Option<std::collections::BTreeMap<String, String>>) -> &mut Self {
         if let Some(ec) = ec {
-            for (k, v) in ec {
-                self.ctx.add(&format!("{}{k}", keys::ENCRYPTION_CONTEXT_PREFIX), v.clone());
-            }
-            self.ctx.set(keys::ENCRYPTION_CONTEXT_KEYS, ec.keys().cloned());
+            self.ctx.set_encryption_context(ec);
         }
         self
     }
@@ -113,8 +110,7 @@ impl Conditions<'_> {
     /// The `kms:RecipientAttestation:*` keys of a verified Recipient document.
     pub fn recipient(&mut self, pcrs: Option<&std::collections::BTreeMap<u32, Vec<u8>>>) -> &mut Self {
         if let Some(pcrs) = pcrs {
-            let taken = std::mem::replace(self.ctx, RequestContext::new("", "", "", ""));
-            *self.ctx = taken.with_recipient_pcrs(pcrs);
+            self.ctx.set_recipient_pcrs(pcrs);
         }
         self
     }

@@ -170,6 +170,12 @@ impl RequestContext {
     /// Sets `kms:EncryptionContext:KEY` for every pair and `kms:EncryptionContextKeys` to the keys. Two context keys
     /// that differ only in case land on the same condition key, which then has both values.
     pub fn with_encryption_context(mut self, ctx: &BTreeMap<String, String>) -> Self {
+        self.set_encryption_context(ctx);
+        self
+    }
+
+    /// In-place form of [`RequestContext::with_encryption_context`].
+    pub fn set_encryption_context(&mut self, ctx: &BTreeMap<String, String>) -> &mut Self {
         for (k, v) in ctx {
             self.add(&format!("{}{k}", keys::ENCRYPTION_CONTEXT_PREFIX), v.clone());
         }
@@ -181,6 +187,12 @@ impl RequestContext {
     /// PCR0 and `PCRn` for n ≤ 31, as lower-case hex. Call it only after the document has been verified; a request
     /// without a Recipient simply has none of these keys.
     pub fn with_recipient_pcrs(mut self, pcrs: &BTreeMap<u32, Vec<u8>>) -> Self {
+        self.set_recipient_pcrs(pcrs);
+        self
+    }
+
+    /// In-place form of [`RequestContext::with_recipient_pcrs`].
+    pub fn set_recipient_pcrs(&mut self, pcrs: &BTreeMap<u32, Vec<u8>>) -> &mut Self {
         for (i, v) in pcrs.range(..=MAX_RECIPIENT_PCR) {
             let h = hex::encode(v);
             if *i == 0 {

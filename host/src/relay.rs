@@ -5,7 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_vsock::{VsockAddr, VsockStream};
@@ -40,13 +41,58 @@ impl EnclaveAddr {
     }
 }
 
-async fn relay_one(mut client: TcpStream, peer: SocketAddr, enclave: &EnclaveAddr) -> io::Result<()> {
+/// How long the relay keeps reading (and discarding) what a client still sends after the enclave has closed.
+const LINGER: Duration = Duration::from_secs(2);
+
+async fn relay_one(client: TcpStream, peer: SocketAddr, enclave: &EnclaveAddr) -> io::Result<()> {
     client.set_nodelay(true)?;
     let mut upstream = enclave.connect().await?;
     let preface = kms_shared::preface::encode(&peer.to_string()).map_err(io::Error::other)?;
     upstream.write_all(&preface).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
+    let upward = pump_up(&mut client_rd, &mut up_wr);
+    let downward = async {
+        let copied = tokio::io::copy(&mut up_rd, &mut client_wr).await;
+        let _ = client_wr.shutdown().await;
+        copied
+    };
+    tokio::pin!(upward, downward);
+    tokio::select! {
+        // The client finished sending: forward the rest of the enclave's answers.
+        _ = &mut upward => { downward.await?; }
+        // The enclave closed (it may have answered and closed without reading a body it refused): keep reading from
+        // the client for a while before closing. Closing a TCP socket with unread input sends a reset, which can
+        // destroy the answer before the client reads it (a "lingering close", as web servers do).
+        done = &mut downward => {
+            let _ = tokio::time::timeout(LINGER, upward).await;
+            done?;
+        }
+    }
     Ok(())
+}
+
+/// Copies client bytes to the enclave until the client's end of stream (then half-closes toward the enclave). Once
+/// the enclave stops taking bytes, the rest is read and discarded.
+async fn pump_up<R, W>(client: &mut R, upstream: &mut W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut upstream_open = true;
+    loop {
+        let n = match client.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if upstream_open && upstream.write_all(buf.get(..n).unwrap_or_default()).await.is_err() {
+            upstream_open = false;
+        }
+    }
+    if upstream_open {
+        let _ = upstream.shutdown().await;
+    }
 }
 
 /// Accepts client connections forever and relays each to the enclave.

@@ -89,12 +89,12 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
         ("decrypt", &["--keys=25", &keys_arg]),
         ("generate-data-key", &["--keys=25", &keys_arg]),
     ];
-    for (op, extra) in runs {
-        let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
+    // Runs kms-loadgen against the server with its credentials from the data directory's shared-credentials file.
+    let loadgen = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
             .args(["--endpoint", &endpoint, "--ca"])
             .arg(&ca)
-            .args(["--connections", "2", "--duration", "2", "--warmup", "0.2", "--op", op, "--json"])
-            .args(extra)
+            .args(args)
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_PROFILE")
@@ -102,7 +102,12 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
             .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for (op, extra) in runs {
+        let mut args = vec!["--connections", "2", "--duration", "2", "--warmup", "0.2", "--op", op, "--json"];
+        args.extend_from_slice(extra);
+        let out = loadgen(&args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{op}: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
         let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -138,20 +143,10 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
             ],
         ),
     ];
-    for (name, args) in new_runs {
-        let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
-            .args(["--endpoint", &endpoint, "--ca"])
-            .arg(&ca)
-            .args(["--connections", "2", "--duration", "1", "--warmup", "0.2", "--json"])
-            .args(args)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_REGION")
-            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .output()
-            .unwrap();
+    for (name, extra) in new_runs {
+        let mut args = vec!["--connections", "2", "--duration", "1", "--warmup", "0.2", "--json"];
+        args.extend_from_slice(extra);
+        let out = loadgen(&args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{name}: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
         let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -179,16 +174,8 @@ fn every_op_runs_without_errors_against_kms_host_dev() {
 
     // A context is checked by the service: Decrypt of a ciphertext made under one context fails under another, so a
     // decrypt run with a context succeeds only if it encrypted with the same one.
-    let out = Command::new(env!("CARGO_BIN_EXE_kms-loadgen"))
-        .args(["--endpoint", &endpoint, "--ca"])
-        .arg(&ca)
-        .args(["--connections", "1", "--duration", "1", "--warmup", "0", "--json", "--op=decrypt", "--context=k=v"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out =
+        loadgen(&["--connections", "1", "--duration", "1", "--warmup", "0", "--json", "--op=decrypt", "--context=k=v"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["errors"], 0, "{report}");

@@ -1,11 +1,11 @@
-//! Sign, verify and decrypt per key spec, through `kms_enclave::asym` (aws-lc-rs).
+//! Sign, verify and decrypt per key spec, through `kms_enclave::crypto::asym` (aws-lc-rs).
 //!
 //! `cargo bench -p kms-enclave --bench asym -- --warm-up-time 1 --measurement-time 3`; operations/s = 1 / time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kms_enclave::asym::{self, EncryptionAlgorithm, MessageType, PAIR_SPECS, PrivateKey};
+use kms_enclave::crypto::asym::{self, EncryptionAlgorithm, MessageType, PAIR_SPECS, PrivateKey};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {

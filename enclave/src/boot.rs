@@ -1,14 +1,14 @@
 //! Start-up: domain key, TLS identity, bootstrap credential, announcement to the host, then the accept loop.
 
-use crate::aliases::Aliases;
-use crate::credentials::Credentials;
+use crate::access::credentials::Credentials;
+use crate::crypto::secret::Key256;
 use crate::error::Error;
-use crate::ids::Scope;
-use crate::keys::Keyring;
-use crate::secret::Key256;
+use crate::net::transport::{ClientListener, StorageTarget};
 use crate::service::{Clock, Service};
-use crate::store::{Channel, Records, StoreError};
-use crate::transport::{ClientListener, StorageTarget};
+use crate::state::aliases::Aliases;
+use crate::state::ids::Scope;
+use crate::state::keys::Keyring;
+use crate::state::store::{Channel, Records, StoreError};
 use kms_attestation::Nsm;
 use kms_shared::storage::{Announcement, BootstrapCredential, RecordKind, StorageError, StorageOp};
 use sha2::{Digest, Sha256};
@@ -82,7 +82,7 @@ pub async fn run(
 
     let records = Arc::new(Records::new(channel.clone(), domain_key));
     let label = if nsm.is_simulated() { "INSECURE simulator" } else { "Nitro" };
-    let tls = crate::tls::load_or_create(&records, &settings.tls_names, label).await?;
+    let tls = crate::net::tls::load_or_create(&records, &settings.tls_names, label).await?;
     let binding = crate::service::TlsBinding {
         leaf_spki: tls.leaf_spki.clone(),
         ca_sha384: sha2::Sha384::digest(&tls.ca_der).to_vec(),
@@ -95,10 +95,12 @@ pub async fn run(
         keys: Keyring::new(records.clone(), settings.scope.clone(), clock.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),
         credentials: Credentials::new(records.clone()),
-        principals: crate::principals::Principals::new(records.clone()),
-        policies: crate::authz::PolicyCache::new(settings.key_cache),
+        principals: crate::access::principals::Principals::new(records.clone()),
+        policies: crate::access::authz::PolicyCache::new(settings.key_cache),
         recipient_verifier: kms_attestation::Verifier::new(anchor),
-        nonces: crate::recipient::nonce::NonceBook::new(records.derive_key(b"enclave-kms recipient nonce MAC v1")),
+        nonces: crate::crypto::recipient::nonce::NonceBook::new(
+            records.derive_key(b"enclave-kms recipient nonce MAC v1"),
+        ),
         records: records.clone(),
         scope: settings.scope,
         clock,
@@ -155,7 +157,7 @@ pub async fn run(
                 };
                 let (acceptor, svc) = (acceptor.clone(), svc.clone());
                 tokio::spawn(async move {
-                    crate::server::connection(stream, acceptor, svc).await;
+                    crate::net::server::connection(stream, acceptor, svc).await;
                     drop(permit);
                 });
             }

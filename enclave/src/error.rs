@@ -1,6 +1,6 @@
 //! The enclave's error type and its one mapping to AWS KMS error names and HTTP statuses.
 
-use crate::sigv4::AuthError;
+use crate::net::sigv4::AuthError;
 
 /// Everything a request can fail with. Messages are safe to show to the caller: they never carry key material,
 /// plaintext or secrets. [`Error::Internal`] details go to the log only.
@@ -219,8 +219,8 @@ impl Error {
     }
 }
 
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Error {
+impl From<crate::state::store::StoreError> for Error {
+    fn from(e: crate::state::store::StoreError) -> Error {
         Error::Internal(format!("storage: {e}"))
     }
 }

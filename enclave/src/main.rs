@@ -4,8 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use kms_attestation::{NitroNsm, Nsm};
 use kms_enclave::boot::{self, Settings};
-use kms_enclave::ids::Scope;
-use kms_enclave::transport::{ClientListener, StorageTarget};
+use kms_enclave::net::transport::{ClientListener, StorageTarget};
+use kms_enclave::state::ids::Scope;
 #[cfg(feature = "simulator")]
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,9 +1,9 @@
 //! The state every request shares.
 
-use crate::aliases::Aliases;
-use crate::credentials::Credentials;
-use crate::ids::Scope;
-use crate::keys::Keyring;
+use crate::access::credentials::Credentials;
+use crate::state::aliases::Aliases;
+use crate::state::ids::Scope;
+use crate::state::keys::Keyring;
 use kms_attestation::Nsm;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,15 +20,15 @@ pub struct Service {
     /// Access keys.
     pub credentials: Credentials,
     /// Principals (users and roles) the access keys belong to.
-    pub principals: crate::principals::Principals,
+    pub principals: crate::access::principals::Principals,
     /// Parsed key policies.
-    pub policies: crate::authz::PolicyCache,
+    pub policies: crate::access::authz::PolicyCache,
     /// Verifies callers' attestation documents (the Recipient parameter) against this world's trust anchor.
     pub recipient_verifier: kms_attestation::Verifier,
     /// Server-issued nonces for Recipient documents (our extension).
-    pub nonces: crate::recipient::nonce::NonceBook,
+    pub nonces: crate::crypto::recipient::nonce::NonceBook,
     /// The sealed store (for what is sealed but not a key, alias or credential: import tokens).
-    pub records: Arc<crate::store::Records>,
+    pub records: Arc<crate::state::store::Records>,
     /// The one clock of key lifecycles (deletion, and later rotation and expiry).
     pub clock: Arc<Clock>,
     /// The Nitro Secure Module (simulated in simulator mode).

@@ -2,9 +2,9 @@
 //! GetCallerIdentity. Secrets are returned once, by CreateAccessKey, and otherwise live only sealed in the store.
 
 use super::{required, respond};
-use crate::authz::authorize_admin;
+use crate::access::authz::authorize_admin;
+use crate::access::principals::{Caller, invalid_arn, parse_arn, principal_not_found};
 use crate::error::Error;
-use crate::principals::{Caller, invalid_arn, parse_arn, principal_not_found};
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,8 @@
 //! reach deletion dates without sleeping, then destroys the keys whose date has passed.
 
 use super::{constraint, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     if !svc.nsm.is_simulated() {
         return Err(Error::UnsupportedOperation("The clock can be moved only in simulator mode".into()));
     }
-    crate::authz::authorize_admin(caller, "EnclaveKms:AdvanceClock")?;
+    crate::access::authz::authorize_admin(caller, "EnclaveKms:AdvanceClock")?;
     let seconds = required(req.seconds, "seconds")?;
     if !(1..=MAX_SECONDS).contains(&seconds) {
         return Err(constraint(seconds, "seconds", &format!("Member must have value between 1 and {MAX_SECONDS}")));

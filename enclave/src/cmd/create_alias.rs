@@ -1,11 +1,11 @@
 //! CreateAlias and UpdateAlias: the same request and checks; one creates the alias, the other retargets it.
 
 use super::{key_not_found, required};
-use crate::aliases::validate_name;
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::ids::parse_direct_key_ref;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::aliases::validate_name;
+use crate::state::ids::parse_direct_key_ref;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -23,7 +23,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, update: bool) -> 
     let key_id = parse_direct_key_ref(&target, &svc.scope)?;
     let key = svc.keys.get(&key_id).await?.ok_or_else(|| key_not_found(svc, &key_id))?;
     let action = if update { "kms:UpdateAlias" } else { "kms:CreateAlias" };
-    crate::authz::authorize(svc, caller, &key, action, |_| {})?;
+    crate::access::authz::authorize(svc, caller, &key, action, |_| {})?;
     if update {
         // Retargeting needs the permission on the key the alias leaves too.
         authorize_current_target(svc, caller, &name, "kms:UpdateAlias").await?;
@@ -50,7 +50,7 @@ pub async fn authorize_current_target(
     if let Some(alias) = svc.aliases.get(name).await?
         && let Some(current) = svc.keys.get(&alias.target_key_id).await?
     {
-        crate::authz::authorize(svc, caller, &current, action, |_| {})?;
+        crate::access::authz::authorize(svc, caller, &current, action, |_| {})?;
     }
     Ok(())
 }

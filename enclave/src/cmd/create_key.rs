@@ -2,11 +2,11 @@
 
 use super::describe_key::metadata;
 use super::{constraint, respond};
+use crate::access::policy::Policy;
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::keys::{KeyMeta, KeySpec, KeyState, KeyUsage, Origin};
-use crate::policy::Policy;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::{KeyMeta, KeySpec, KeyState, KeyUsage, Origin};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -200,13 +200,13 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     if description.chars().count() > MAX_DESCRIPTION {
         return Err(constraint("<description>", "description", "Member must have length less than or equal to 8192"));
     }
-    crate::authz::authorize_account(svc, caller, "kms:CreateKey")?;
+    crate::access::authz::authorize_account(svc, caller, "kms:CreateKey")?;
     let custom_policy = req.policy.is_some();
     let (policy, parsed) = policy(req.policy, svc)?;
     let tags = tags(req.tags)?;
-    let (key_id, _) = crate::ids::new_key_id()?;
+    let (key_id, _) = crate::state::ids::new_key_id()?;
     if custom_policy && req.bypass_policy_lockout_safety_check != Some(true) {
-        crate::authz::check_lockout(caller, &parsed, &svc.scope.key_arn(&key_id))?;
+        crate::access::authz::check_lockout(caller, &parsed, &svc.scope.key_arn(&key_id))?;
     }
     let meta = KeyMeta {
         key_id,
@@ -217,7 +217,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         key_state: if origin == Origin::External { KeyState::PendingImport } else { KeyState::Enabled },
         origin,
         tags,
-        policy: crate::keys::shared_policy(&policy),
+        policy: crate::state::keys::shared_policy(&policy),
         deletion_date: None,
         pending_window_days: None,
         rotation_period_days: None,

@@ -4,12 +4,12 @@ use super::{
     Blob, Context, EncryptionAlgorithm, check_context, check_grant_tokens, check_len, parse_encryption_algorithm,
     required, resolve, respond,
 };
-use crate::crypto::{self, BlobHeader};
+use crate::access::principals::Caller;
+use crate::crypto::blob::{self, BlobHeader};
 use crate::error::Error;
-use crate::ids::format_uuid;
-use crate::keys::{Key, Lookup};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::ids::format_uuid;
+use crate::state::keys::{Key, Lookup};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -54,7 +54,7 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
         let named_key = resolve(svc, named).await?;
         if !named_key.is_symmetric() {
             // Told only to callers the key policy admits, like the key's state.
-            crate::authz::authorize(svc, caller, &named_key, "kms:Decrypt", |c| {
+            crate::access::authz::authorize(svc, caller, &named_key, "kms:Decrypt", |c| {
                 c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
                 c.request_alias(named, &svc.scope);
             })?;
@@ -62,7 +62,7 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
         }
     }
     let (key, header) = source_key(svc, &blob, req.key_id.as_deref()).await?;
-    crate::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
+    crate::access::authz::authorize(svc, caller, &key, "kms:Decrypt", |c| {
         c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         if let Some(named) = req.key_id.as_deref() {
             c.request_alias(named, &svc.scope);
@@ -93,7 +93,7 @@ async fn decrypt_asymmetric(
     caller: &Caller,
     req: Request,
     recipient: Option<super::recipient::Verified>,
-    alg: crate::asym::EncryptionAlgorithm,
+    alg: crate::crypto::asym::EncryptionAlgorithm,
     blob: &[u8],
 ) -> Result<Vec<u8>, Error> {
     let Some(named) = req.key_id.as_deref() else {
@@ -108,8 +108,8 @@ async fn decrypt_asymmetric(
     .await?;
     key.check_usable()?;
     let pair = match key.pair() {
-        Some(p) if key.meta.key_usage == crate::keys::KeyUsage::EncryptDecrypt => p,
-        _ if key.meta.key_usage != crate::keys::KeyUsage::EncryptDecrypt => {
+        Some(p) if key.meta.key_usage == crate::state::keys::KeyUsage::EncryptDecrypt => p,
+        _ if key.meta.key_usage != crate::state::keys::KeyUsage::EncryptDecrypt => {
             return Err(super::wrong_usage(&key, "Decrypt"));
         }
         _ => {
@@ -138,7 +138,7 @@ pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Resu
         Some(n) => Some(resolve(svc, n).await?),
         None => None,
     };
-    let header = crypto::parse_blob_header(blob).map_err(|_| Error::InvalidCiphertext)?;
+    let header = blob::parse_blob_header(blob).map_err(|_| Error::InvalidCiphertext)?;
     if let Some(named) = named
         && named.uuid != header.key_id
     {
@@ -156,5 +156,5 @@ pub async fn source_key(svc: &Service, blob: &[u8], named: Option<&str>) -> Resu
 /// Opens a blob with the backing-key version its header names.
 pub fn open(key: &Key, header: BlobHeader, blob: &[u8], ctx: &Context) -> Result<Zeroizing<Vec<u8>>, Error> {
     let backing = key.material(header.key_version).ok_or(Error::InvalidCiphertext)?;
-    crypto::decrypt_blob(backing, blob, ctx.as_ref()).map_err(|_| Error::InvalidCiphertext)
+    blob::decrypt_blob(backing, blob, ctx.as_ref()).map_err(|_| Error::InvalidCiphertext)
 }

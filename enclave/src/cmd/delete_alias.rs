@@ -1,10 +1,10 @@
 //! DeleteAlias.
 
 use super::required;
-use crate::aliases::validate_name;
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::aliases::validate_name;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

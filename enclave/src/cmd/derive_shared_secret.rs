@@ -1,11 +1,11 @@
 //! DeriveSharedSecret: ECDH between a KEY_AGREEMENT key's private half and the caller's public key.
 
 use super::{Blob, authorized, check_grant_tokens, check_len, constraint, required, respond};
-use crate::asym::AsymError;
+use crate::access::principals::Caller;
+use crate::crypto::asym::AsymError;
 use crate::error::Error;
-use crate::keys::KeyUsage;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::KeyUsage;
 use serde::{Deserialize, Serialize};
 
 /// Largest PublicKey.
@@ -31,7 +31,7 @@ struct Response<'a> {
     #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
     ciphertext_for_recipient: Option<&'a [u8]>,
     key_agreement_algorithm: &'static str,
-    key_origin: crate::keys::Origin,
+    key_origin: crate::state::keys::Origin,
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {

@@ -1,10 +1,10 @@
 //! DescribeKey.
 
 use super::{authorized, check_grant_tokens, required};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::keys::{ExpirationModel, Key, KeySpec, KeyState, KeyUsage, Origin};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::{ExpirationModel, Key, KeySpec, KeyState, KeyUsage, Origin};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]

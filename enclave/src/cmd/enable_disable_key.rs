@@ -1,10 +1,10 @@
 //! EnableKey and DisableKey.
 
 use super::{authorized, required};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::keys::KeyState;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::KeyState;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -4,12 +4,12 @@ use super::{
     Context, EncryptionAlgorithm, SecretBlob, authorized, b64, check_context, check_grant_tokens, check_len,
     parse_encryption_algorithm, refuse_context, required, respond,
 };
-use crate::asym;
-use crate::crypto::{self, BlobHeader};
+use crate::access::principals::Caller;
+use crate::crypto::asym;
+use crate::crypto::blob::{self, BlobHeader};
 use crate::error::Error;
-use crate::keys::KeyUsage;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::KeyUsage;
 use serde::{Deserialize, Serialize};
 
 /// Largest plaintext Encrypt takes.
@@ -36,9 +36,9 @@ struct Response<'a> {
 }
 
 /// Encrypts under the newest backing key of `key` (shared with GenerateDataKey).
-pub fn seal(key: &crate::keys::Key, ctx: &Context, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn seal(key: &crate::state::keys::Key, ctx: &Context, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     let (version, backing) = key.current().ok_or_else(|| Error::Internal("key without material".into()))?;
-    crypto::encrypt_blob(backing, BlobHeader { key_id: key.uuid, key_version: version }, ctx.as_ref(), plaintext)
+    blob::encrypt_blob(backing, BlobHeader { key_id: key.uuid, key_version: version }, ctx.as_ref(), plaintext)
         .map_err(|_| Error::Internal("encryption failed".into()))
 }
 

@@ -1,8 +1,8 @@
 //! GenerateDataKey and GenerateDataKeyWithoutPlaintext.
 
 use super::{Context, authorized, b64, check_context, check_grant_tokens, constraint, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

@@ -3,9 +3,9 @@
 //! through Decrypt.
 
 use super::{Context, authorized, b64, check_context, check_grant_tokens, constraint, required, respond};
-use crate::asym::{self, PairSpec};
+use crate::access::principals::Caller;
+use crate::crypto::asym::{self, PairSpec};
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,8 @@
 //! GenerateRandom.
 
 use super::{constraint, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

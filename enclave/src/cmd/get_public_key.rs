@@ -1,10 +1,10 @@
 //! GetPublicKey.
 
 use super::{authorized, b64, check_grant_tokens, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::keys::{KeySpec, KeyUsage};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::{KeySpec, KeyUsage};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]

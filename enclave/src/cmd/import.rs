@@ -7,11 +7,11 @@
 //! is done with aws-lc-rs (constant-time; the `rsa` crate is under RUSTSEC-2023-0071).
 
 use super::{Blob, authorized, b64, constraint, required, respond};
+use crate::access::principals::Caller;
+use crate::crypto::secret::Key256;
 use crate::error::Error;
-use crate::keys::{ExpirationModel, Imported, Key, KeyState, Origin};
-use crate::principals::Caller;
-use crate::secret::Key256;
 use crate::service::Service;
+use crate::state::keys::{ExpirationModel, Imported, Key, KeyState, Origin};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::key_wrap::{AES_256, KeyEncryptionKey, KeyWrapPadded};
 use aws_lc_rs::rsa::PrivateDecryptingKey;

@@ -3,8 +3,8 @@
 
 use super::create_key::policy as check_policy;
 use super::{authorized, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -72,11 +72,11 @@ pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<
     })
     .await?;
     if !bypass {
-        crate::authz::check_lockout(caller, &parsed, &key.arn)?;
+        crate::access::authz::check_lockout(caller, &parsed, &key.arn)?;
     }
     svc.keys
         .update(&key.meta.key_id, |key| {
-            key.meta.policy = crate::keys::shared_policy(&policy);
+            key.meta.policy = crate::state::keys::shared_policy(&policy);
             Ok(())
         })
         .await?;

@@ -1,11 +1,11 @@
 //! ListAliases.
 
 use super::{decode_marker, encode_marker, page_limit, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::ids::parse_direct_key_ref;
-use crate::keys::Lookup;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::ids::parse_direct_key_ref;
+use crate::state::keys::Lookup;
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -36,7 +36,7 @@ struct Response {
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
-    crate::authz::authorize_account(svc, caller, "kms:ListAliases")?;
+    crate::access::authz::authorize_account(svc, caller, "kms:ListAliases")?;
     let limit = page_limit(req.limit, 50, 100)?;
     let mut after = req.marker.as_deref().map(|m| decode_marker('A', m)).transpose()?;
     let filter = match req.key_id.as_deref() {

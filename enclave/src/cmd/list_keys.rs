@@ -1,8 +1,8 @@
 //! ListKeys.
 
 use super::{decode_marker, encode_marker, page_limit, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,7 @@ struct Response {
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
-    crate::authz::authorize_account(svc, caller, "kms:ListKeys")?;
+    crate::access::authz::authorize_account(svc, caller, "kms:ListKeys")?;
     let limit = page_limit(req.limit, 100, 1000)?;
     let after = req.marker.as_deref().map(|m| decode_marker('K', m)).transpose()?;
     let (ids, more) = svc.keys.list(after.as_deref(), limit).await?;

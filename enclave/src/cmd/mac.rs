@@ -1,11 +1,11 @@
 //! GenerateMac and VerifyMac with an HMAC key (GENERATE_VERIFY_MAC).
 
 use super::{Blob, SecretBlob, authorized, b64, check_grant_tokens, check_len, constraint, required, respond};
-use crate::asym::MacAlgorithm;
+use crate::access::principals::Caller;
+use crate::crypto::asym::MacAlgorithm;
 use crate::error::Error;
-use crate::keys::{Key, KeyUsage};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::{Key, KeyUsage};
 use serde::{Deserialize, Serialize};
 
 /// Largest Message.
@@ -57,7 +57,7 @@ fn check(req: &mut Request) -> Result<(String, SecretBlob, MacAlgorithm), Error>
     Ok((key_id, message, alg))
 }
 
-fn mac_key<'k>(key: &'k Key, alg: MacAlgorithm, op: &str) -> Result<&'k crate::asym::HmacKey, Error> {
+fn mac_key<'k>(key: &'k Key, alg: MacAlgorithm, op: &str) -> Result<&'k crate::crypto::asym::HmacKey, Error> {
     if key.meta.key_usage != KeyUsage::GenerateVerifyMac {
         return Err(super::wrong_usage(key, op));
     }

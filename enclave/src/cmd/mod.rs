@@ -30,11 +30,11 @@ mod sign;
 mod tags;
 mod update_key_description;
 
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::ids::{KeyRef, parse_key_ref};
-use crate::keys::{Key, Lookup};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::ids::{KeyRef, parse_key_ref};
+use crate::state::keys::{Key, Lookup};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 pub use create_key::default_policy;
@@ -59,7 +59,7 @@ pub async fn dispatch(svc: &Service, caller: Option<&Caller>, target: &str, body
         return get_attestation_document::run(svc, parse(body)?).await;
     }
     let Some(caller) = caller else {
-        return Err(Error::Auth(crate::sigv4::AuthError::MissingAuthentication));
+        return Err(Error::Auth(crate::net::sigv4::AuthError::MissingAuthentication));
     };
     if target == ADVANCE_CLOCK_TARGET {
         return advance_clock::run(svc, caller, parse(body)?).await;
@@ -205,10 +205,10 @@ pub async fn authorized(
     caller: &Caller,
     key_id: &str,
     action: &'static str,
-    extra: impl FnOnce(&mut crate::authz::Conditions<'_>),
+    extra: impl FnOnce(&mut crate::access::authz::Conditions<'_>),
 ) -> Result<Arc<Key>, Error> {
     let key = resolve(svc, key_id).await?;
-    crate::authz::authorize(svc, caller, &key, action, |c| {
+    crate::access::authz::authorize(svc, caller, &key, action, |c| {
         c.request_alias(key_id, &svc.scope);
         extra(c);
     })?;
@@ -315,7 +315,7 @@ pub fn require_symmetric(key: &Key, op: &str) -> Result<(), Error> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum EncryptionAlgorithm {
     Symmetric,
-    Rsa(crate::asym::EncryptionAlgorithm),
+    Rsa(crate::crypto::asym::EncryptionAlgorithm),
 }
 
 impl EncryptionAlgorithm {
@@ -333,7 +333,7 @@ pub fn parse_encryption_algorithm(alg: &Option<String>) -> Result<EncryptionAlgo
     match alg.as_deref() {
         None | Some("SYMMETRIC_DEFAULT") => Ok(EncryptionAlgorithm::Symmetric),
         Some("SM2PKE") => Err(Error::InvalidKeyUsage("The encryption algorithm SM2PKE needs an SM2 key".into())),
-        Some(a) => crate::asym::EncryptionAlgorithm::from_name(a).map(EncryptionAlgorithm::Rsa).ok_or_else(|| {
+        Some(a) => crate::crypto::asym::EncryptionAlgorithm::from_name(a).map(EncryptionAlgorithm::Rsa).ok_or_else(|| {
             constraint(
                 a,
                 "encryptionAlgorithm",

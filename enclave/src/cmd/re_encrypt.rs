@@ -6,11 +6,11 @@ use super::{
     Blob, Context, EncryptionAlgorithm, b64, check_context, check_grant_tokens, check_len, parse_encryption_algorithm,
     refuse_context, required, resolve, respond,
 };
-use crate::asym;
+use crate::access::principals::Caller;
+use crate::crypto::asym;
 use crate::error::Error;
-use crate::keys::{Key, KeyUsage};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::{Key, KeyUsage};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -76,7 +76,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     };
     let destination = resolve(svc, &destination_id).await?;
     let on_same_key = if destination.uuid == source.uuid { "true" } else { "false" };
-    crate::authz::authorize(svc, caller, &source, "kms:ReEncryptFrom", |c| {
+    crate::access::authz::authorize(svc, caller, &source, "kms:ReEncryptFrom", |c| {
         c.encryption_context(&req.source_encryption_context)
             .set("kms:EncryptionAlgorithm", source_alg.name())
             .set("kms:ReEncryptOnSameKey", on_same_key);
@@ -84,7 +84,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
             c.request_alias(named, &svc.scope);
         }
     })?;
-    crate::authz::authorize(svc, caller, &destination, "kms:ReEncryptTo", |c| {
+    crate::access::authz::authorize(svc, caller, &destination, "kms:ReEncryptTo", |c| {
         c.encryption_context(&req.destination_encryption_context)
             .set("kms:EncryptionAlgorithm", destination_alg.name())
             .set("kms:ReEncryptOnSameKey", on_same_key)

@@ -8,10 +8,10 @@
 //! replay protection.
 
 use super::{Blob, required, respond};
+use crate::access::principals::Caller;
+use crate::crypto::recipient::nonce::{NonceBook, NonceError};
+use crate::crypto::recipient::{KeyEncryptionAlgorithm, RecipientError};
 use crate::error::Error;
-use crate::principals::Caller;
-use crate::recipient::nonce::{NonceBook, NonceError};
-use crate::recipient::{KeyEncryptionAlgorithm, RecipientError};
 use crate::service::Service;
 use kms_attestation::{PcrPolicy, TimeRule, VerifiedAttestation};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ pub struct Verified {
 
 impl Verified {
     /// Adds the Recipient's condition keys.
-    pub fn conditions(&self, c: &mut crate::authz::Conditions<'_>) {
+    pub fn conditions(&self, c: &mut crate::access::authz::Conditions<'_>) {
         c.recipient(Some(self.doc.pcrs()));
         c.set(SERVER_NONCE_KEY, if self.server_nonce { "true" } else { "false" });
     }
@@ -50,7 +50,7 @@ impl Verified {
     /// Encrypts `plaintext` to the document's public key.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let spki = self.doc.public_key().ok_or_else(no_public_key)?;
-        crate::recipient::seal(self.alg, spki, self.doc.document_sha384(), plaintext).map_err(|e| match e {
+        crate::crypto::recipient::seal(self.alg, spki, self.doc.document_sha384(), plaintext).map_err(|e| match e {
             RecipientError::Internal => Error::Internal("sealing for the recipient failed".into()),
             other => Error::Validation(format!("Recipient: {other}")),
         })
@@ -120,5 +120,5 @@ struct NonceResponse<'a> {
 pub fn get_nonce(svc: &Service, _caller: &Caller) -> Result<Vec<u8>, Error> {
     let now = svc.clock.now_unix();
     let nonce = svc.nonces.issue(now);
-    respond(NonceResponse { nonce: &nonce, expires_at: now + crate::recipient::nonce::NONCE_TTL_SECS })
+    respond(NonceResponse { nonce: &nonce, expires_at: now + crate::crypto::recipient::nonce::NONCE_TTL_SECS })
 }

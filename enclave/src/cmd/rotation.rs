@@ -3,10 +3,10 @@
 //! old ciphertext keeps decrypting.
 
 use super::{authorized, constraint, decode_marker, encode_marker, page_limit, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::keys::Key;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::Key;
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_PERIOD_DAYS: i64 = 365;
@@ -82,7 +82,7 @@ fn check_rotatable(key: &Key) -> Result<(), Error> {
             key.meta.key_spec.name()
         )));
     }
-    if key.meta.origin == crate::keys::Origin::External {
+    if key.meta.origin == crate::state::keys::Origin::External {
         return Err(Error::UnsupportedOperation(format!(
             "{} has imported key material: this key service does not rotate imported keys",
             key.arn

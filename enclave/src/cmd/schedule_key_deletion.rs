@@ -1,10 +1,10 @@
 //! ScheduleKeyDeletion.
 
 use super::{authorized, constraint, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::keys::KeyState;
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::KeyState;
 use serde::{Deserialize, Serialize};
 
 /// Default and bounds of PendingWindowInDays.

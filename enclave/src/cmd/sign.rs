@@ -1,11 +1,11 @@
 //! Sign and Verify with an asymmetric SIGN_VERIFY key.
 
 use super::{Blob, SecretBlob, authorized, b64, check_grant_tokens, check_len, constraint, required, respond};
-use crate::asym::{AsymError, MessageType, SigningAlgorithm};
+use crate::access::principals::Caller;
+use crate::crypto::asym::{AsymError, MessageType, SigningAlgorithm};
 use crate::error::Error;
-use crate::keys::{Key, KeyUsage};
-use crate::principals::Caller;
 use crate::service::Service;
+use crate::state::keys::{Key, KeyUsage};
 use serde::{Deserialize, Serialize};
 
 /// Largest Message of Sign and Verify.
@@ -82,7 +82,11 @@ fn check(req: &mut Request) -> Result<Checked, Error> {
 }
 
 /// The key's private half, if it is a SIGN_VERIFY key offering `alg`.
-fn signing_key<'k>(key: &'k Key, alg: SigningAlgorithm, op: &str) -> Result<&'k crate::asym::PrivateKey, Error> {
+fn signing_key<'k>(
+    key: &'k Key,
+    alg: SigningAlgorithm,
+    op: &str,
+) -> Result<&'k crate::crypto::asym::PrivateKey, Error> {
     if key.meta.key_usage != KeyUsage::SignVerify {
         return Err(super::wrong_usage(key, op));
     }

@@ -2,8 +2,8 @@
 
 use super::create_key::{MAX_TAGS, Tag, check_tags};
 use super::{authorized, decode_marker, encode_marker, page_limit, required, respond};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,8 @@
 //! UpdateKeyDescription.
 
 use super::{authorized, constraint, required};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::principals::Caller;
 use crate::service::Service;
 use serde::Deserialize;
 

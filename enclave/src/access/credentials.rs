@@ -1,9 +1,9 @@
 //! Access keys: id → principal and secret, sealed in the store, cached in the enclave with the SigV4 signing key of
 //! the current day so that a request costs one HMAC chain per key per day, not one per request.
 
+use crate::crypto::secret::{Key256, SecretString};
 use crate::error::Error;
-use crate::secret::{Key256, SecretString};
-use crate::store::Records;
+use crate::state::store::Records;
 use kms_shared::storage::RecordKind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ impl Credential {
         {
             return Key256::from_array(*k.expose_secret());
         }
-        let key = Key256::from_array(crate::sigv4::signing_key(
+        let key = Key256::from_array(crate::net::sigv4::signing_key(
             self.secret.expose_secret().as_bytes(),
             date,
             region,

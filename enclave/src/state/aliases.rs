@@ -1,7 +1,7 @@
 //! Aliases: `alias/NAME` → key id, sealed like every record, cached in the enclave.
 
 use crate::error::Error;
-use crate::store::Records;
+use crate::state::store::Records;
 use kms_shared::storage::{RecordKind, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -114,7 +114,7 @@ impl Aliases {
                 self.remember(Arc::new(a));
                 Ok(())
             }
-            Err(crate::store::StoreError::Host(StorageError::Conflict)) => {
+            Err(crate::state::store::StoreError::Host(StorageError::Conflict)) => {
                 Err(Error::AlreadyExists(format!("An alias with the name {name} already exists")))
             }
             Err(e) => Err(e.into()),
@@ -129,7 +129,7 @@ impl Aliases {
         self.purge(name);
         match self.records.delete(RecordKind::Alias, name, a.version).await {
             Ok(()) => Ok(()),
-            Err(crate::store::StoreError::Host(StorageError::Conflict)) => {
+            Err(crate::state::store::StoreError::Host(StorageError::Conflict)) => {
                 Err(Error::NotFound(format!("Alias {name} is not found.")))
             }
             Err(e) => Err(e.into()),
@@ -155,7 +155,7 @@ impl Aliases {
                     self.remember(Arc::new(next));
                     return Ok(());
                 }
-                Err(crate::store::StoreError::Host(StorageError::Conflict)) => continue,
+                Err(crate::state::store::StoreError::Host(StorageError::Conflict)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -171,7 +171,7 @@ impl Aliases {
         }
         self.purge(name);
         match self.records.delete(RecordKind::Alias, name, a.version).await {
-            Ok(()) | Err(crate::store::StoreError::Host(StorageError::Conflict)) => Ok(()),
+            Ok(()) | Err(crate::state::store::StoreError::Host(StorageError::Conflict)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -6,7 +6,7 @@
 //! principal of that account.
 
 use crate::error::Error;
-use crate::store::Records;
+use crate::state::store::Records;
 use kms_shared::storage::{MAX_ID_LEN, RecordKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ pub struct Caller {
     /// The principal.
     pub principal: Arc<Principal>,
     /// The access key the request was signed with.
-    pub credential: Arc<crate::credentials::Credential>,
+    pub credential: Arc<crate::access::credentials::Credential>,
 }
 
 impl Caller {
@@ -158,7 +158,7 @@ impl Principals {
         }
         match self.records.put(RecordKind::Principal, arn, None, &body).await {
             Ok(_) => Ok(p),
-            Err(crate::store::StoreError::Host(kms_shared::storage::StorageError::Conflict)) => {
+            Err(crate::state::store::StoreError::Host(kms_shared::storage::StorageError::Conflict)) => {
                 Err(Error::AlreadyExists(format!("Principal {arn} already exists")))
             }
             Err(e) => Err(e.into()),

@@ -7,7 +7,7 @@
 //! are remembered until they expire, in a set bounded by [`MAX_REDEEMED`]. The book lives in enclave memory only,
 //! so a restart forgets it: a nonce issued before a restart could be redeemed once more after it, within its TTL.
 
-use crate::secret::Key256;
+use crate::crypto::secret::Key256;
 use aws_lc_rs::hmac;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;

@@ -5,8 +5,8 @@
 //! domain key with its kind, id and version in the AAD, and keeps per-record version high-water marks so that a host
 //! that replays an older version (or hides a record it had shown) is caught within this enclave's life.
 
-use crate::crypto;
-use crate::secret::Key256;
+use crate::crypto::blob;
+use crate::crypto::secret::Key256;
 use kms_shared::frame;
 use kms_shared::storage::{
     EnclaveMessage, HostMessage, RecordKind, SealedBlob, StorageError, StorageOp, StorageReply, StoredRecord,
@@ -283,7 +283,7 @@ impl Records {
     /// A key for another purpose derived from the domain key (HKDF-SHA256, `label` as info): it changes with the
     /// domain key and nothing but this enclave can compute it.
     pub fn derive_key(&self, label: &[u8]) -> Key256 {
-        crypto::derive_subkey(&self.domain_key, label)
+        blob::derive_subkey(&self.domain_key, label)
     }
 
     /// The raw channel (for operations that carry no record).
@@ -308,19 +308,19 @@ impl Records {
     }
 
     fn open(&self, kind: RecordKind, rec: &StoredRecord) -> Result<Opened, StoreError> {
-        let body = crypto::open_record(&self.domain_key, kind, &rec.id, rec.version, &rec.sealed.0)
+        let body = blob::open_record(&self.domain_key, kind, &rec.id, rec.version, &rec.sealed.0)
             .map_err(|_| StoreError::Integrity { kind, id: rec.id.clone(), why: "authentication failed" })?;
         Ok(Opened { version: rec.version, body })
     }
 
     /// Seals bytes that leave the enclave without being stored (an import token), bound to `kind` and `id`.
     pub fn seal_transient(&self, kind: RecordKind, id: &str, body: &[u8]) -> Result<Vec<u8>, StoreError> {
-        crypto::seal_record(&self.domain_key, kind, id, 0, body).map_err(|_| StoreError::Encode("seal".into()))
+        blob::seal_record(&self.domain_key, kind, id, 0, body).map_err(|_| StoreError::Encode("seal".into()))
     }
 
     /// Opens what [`Records::seal_transient`] sealed for this `kind` and `id`; `None` if it is not that.
     pub fn open_transient(&self, kind: RecordKind, id: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        crypto::open_record(&self.domain_key, kind, id, 0, sealed).ok()
+        blob::open_record(&self.domain_key, kind, id, 0, sealed).ok()
     }
 
     /// Reads and opens one record.
@@ -354,7 +354,7 @@ impl Records {
                 _ => 1,
             },
         };
-        let sealed = crypto::seal_record(&self.domain_key, kind, id, version, body)
+        let sealed = blob::seal_record(&self.domain_key, kind, id, version, body)
             .map_err(|_| StoreError::Encode("seal".into()))?;
         let op = StorageOp::Put { kind, id: id.to_owned(), version, expected, sealed: SealedBlob(sealed) };
         match self.channel.call(op).await? {
@@ -438,7 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn detects_swapped_record() {
-        let sealed = crypto::seal_record(&dk(), RecordKind::Key, "other", 1, b"x").unwrap();
+        let sealed = blob::seal_record(&dk(), RecordKind::Key, "other", 1, b"x").unwrap();
         let ch = fake_host(move |_| {
             Ok(StorageReply::Record(Some(StoredRecord {
                 id: "mine".into(),
@@ -452,8 +452,8 @@ mod tests {
 
     #[tokio::test]
     async fn detects_rollback_and_hiding() {
-        let v1 = crypto::seal_record(&dk(), RecordKind::Alias, "a", 1, b"one").unwrap();
-        let v2 = crypto::seal_record(&dk(), RecordKind::Alias, "a", 2, b"two").unwrap();
+        let v1 = blob::seal_record(&dk(), RecordKind::Alias, "a", 1, b"one").unwrap();
+        let v2 = blob::seal_record(&dk(), RecordKind::Alias, "a", 2, b"two").unwrap();
         let calls = Arc::new(AtomicU64::new(0));
         let c = calls.clone();
         let ch = fake_host(move |_| {
@@ -508,7 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_record_cannot_come_back_and_recreation_continues_its_versions() {
-        let v1 = crypto::seal_record(&dk(), RecordKind::Alias, "a", 1, b"one").unwrap();
+        let v1 = blob::seal_record(&dk(), RecordKind::Alias, "a", 1, b"one").unwrap();
         let calls = Arc::new(AtomicU64::new(0));
         let c = calls.clone();
         let ch = fake_host(move |op| match op {
@@ -547,7 +547,7 @@ mod tests {
         let s = |id: &str| StoredRecord {
             id: id.into(),
             version: 1,
-            sealed: SealedBlob(crypto::seal_record(&dk(), RecordKind::Key, id, 1, b"x").unwrap()),
+            sealed: SealedBlob(blob::seal_record(&dk(), RecordKind::Key, id, 1, b"x").unwrap()),
         };
         let (b, a) = (s("b"), s("a"));
         let ch = fake_host(move |_| Ok(StorageReply::Listed { records: vec![b.clone(), a.clone()], more: false }));

@@ -1,14 +1,14 @@
 //! Authorization: every operation on a key is decided by that key's policy, evaluated here with IAM's logic
-//! ([`crate::policy`]), with the caller from SigV4 and the condition keys AWS KMS documents for the operation.
+//! ([`crate::access::policy`]), with the caller from SigV4 and the condition keys AWS KMS documents for the operation.
 //!
 //! Each key's policy is parsed once per record version and cached. A policy without any Condition is decided from
 //! principal, action and resource alone, so the common case builds no condition keys at all.
 
+use crate::access::policy::{Decision, Policy, RequestContext, evaluate, keys};
+use crate::access::principals::Caller;
 use crate::error::Error;
-use crate::ids::{KeyRef, Scope, parse_key_ref};
-use crate::keys::Key;
-use crate::policy::{Decision, Policy, RequestContext, evaluate, keys};
-use crate::principals::Caller;
+use crate::state::ids::{KeyRef, Scope, parse_key_ref};
+use crate::state::keys::Key;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -227,12 +227,12 @@ fn denied(caller: &Caller, action: &str, resource: &str, decision: Decision) -> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::principals::Principal;
+    use crate::access::principals::Principal;
 
     fn caller(arn: &str, admin: bool) -> Caller {
         Caller {
             principal: Arc::new(Principal { arn: arn.to_owned(), admin, creation_date: 0.0 }),
-            credential: Arc::new(crate::credentials::Credential::for_tests("AKIATESTTESTTESTTEST", arn)),
+            credential: Arc::new(crate::access::credentials::Credential::for_tests("AKIATESTTESTTESTTEST", arn)),
         }
     }
 

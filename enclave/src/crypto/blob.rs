@@ -8,7 +8,7 @@
 //! - sealed records handed to the host: AAD = label ‖ kind ‖ id ‖ version, so the host cannot swap, move or replay
 //!   a record as another.
 
-use crate::secret::Key256;
+use crate::crypto::secret::Key256;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use hkdf::Hkdf;

@@ -2,7 +2,7 @@
 //! fresh key at every start. Clients trust the CA (`ca.pem`), which stays the same across restarts.
 
 use crate::error::Error;
-use crate::store::Records;
+use crate::state::store::Records;
 use kms_shared::storage::RecordKind;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

@@ -1,11 +1,11 @@
 //! KMS keys: metadata, backing keys, sealing to records, and the bounded in-enclave cache.
 
-use crate::asym::{self, HmacKey, HmacSpec, PairSpec, PrivateKey};
+use crate::crypto::asym::{self, HmacKey, HmacSpec, PairSpec, PrivateKey};
+use crate::crypto::secret::Key256;
 use crate::error::Error;
-use crate::ids::Scope;
-use crate::secret::Key256;
 use crate::service::Clock;
-use crate::store::{Records, StoreError};
+use crate::state::ids::Scope;
+use crate::state::store::{Records, StoreError};
 use kms_shared::storage::{RecordKind, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -477,7 +477,7 @@ impl Key {
             m.secret.zeroize();
             materials.push((m.version, k.ok_or(bad("backing key of wrong length"))?));
         }
-        let uuid = crate::ids::parse_uuid(&body.meta.key_id).ok_or(bad("bad key id"))?;
+        let uuid = crate::state::ids::parse_uuid(&body.meta.key_id).ok_or(bad("bad key id"))?;
         let secret = match body.private.map(Zeroizing::new) {
             Some(_) if !open_secret => None,
             Some(bytes) => {
@@ -715,7 +715,8 @@ impl Keyring {
 
     /// Creates a key with fresh backing material (version 1) and stores it durably before returning.
     pub async fn create(&self, meta: KeyMeta) -> Result<Arc<Key>, Error> {
-        let uuid = crate::ids::parse_uuid(&meta.key_id).ok_or_else(|| Error::Internal("bad new key id".into()))?;
+        let uuid =
+            crate::state::ids::parse_uuid(&meta.key_id).ok_or_else(|| Error::Internal("bad new key id".into()))?;
         let secret = Secret::generate(meta.key_spec).await?.map(Arc::new);
         let materials = if secret.is_some() {
             Vec::new()

@@ -1,12 +1,12 @@
 //! The client-facing side: the preface from the host, TLS (rustls, terminated here), HTTP/1.1, SigV4, and the KMS
 //! JSON protocol. Everything the client sends is bounded: preface, handshake time, header time, body size.
 
+use crate::access::principals::Caller;
 use crate::cmd;
 use crate::error::Error;
-use crate::principals::Caller;
+use crate::net::sigv4::{self, Expected};
+use crate::net::transport::Stream;
 use crate::service::Service;
-use crate::sigv4::{self, Expected};
-use crate::transport::Stream;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -81,7 +81,7 @@ async fn handle(svc: &Service, req: Request<Incoming>, peer: &str) -> Response<F
         .unwrap_or_default();
     let mut request_id = [0u8; 16];
     let _ = getrandom::fill(&mut request_id);
-    let request_id = crate::ids::format_uuid(&request_id);
+    let request_id = crate::state::ids::format_uuid(&request_id);
     let outcome = process(svc, req, &target).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {

@@ -221,7 +221,12 @@ impl Error {
 
 impl From<crate::state::store::StoreError> for Error {
     fn from(e: crate::state::store::StoreError) -> Error {
-        Error::Internal(format!("storage: {e}"))
+        match e {
+            crate::state::store::StoreError::Full => Error::LimitExceeded(
+                "This service cannot record more deletions until it restarts; the deletion was not made.".into(),
+            ),
+            e => Error::Internal(format!("storage: {e}")),
+        }
     }
 }
 

@@ -138,10 +138,20 @@ impl Principals {
             return Err(Error::Internal(format!("principal record {arn} names another principal")));
         }
         let entry = (opened.version, Arc::new(p));
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(arn.to_owned(), entry.clone());
-        }
+        self.install(entry.clone());
         Ok(Some(entry))
+    }
+
+    /// Caches a loaded principal unless a newer version is cached or the store's marks know a newer version or its
+    /// deletion (checked under the cache lock: a lookup that raced a delete cannot revive it in the cache).
+    fn install(&self, entry: (u64, Arc<Principal>)) -> bool {
+        let Ok(mut c) = self.cache.lock() else { return false };
+        let arn = entry.1.arn.as_str();
+        if c.get(arn).is_some_and(|(v, _)| *v > entry.0) || !self.records.admits(RecordKind::Principal, arn, entry.0) {
+            return false;
+        }
+        c.insert(arn.to_owned(), entry);
+        true
     }
 
     /// Creates a principal; `AlreadyExistsException` if it exists.
@@ -180,17 +190,15 @@ impl Principals {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = self.records.list(RecordKind::Principal, after.as_deref(), 1000).await?;
-            for (id, opened) in &page {
-                let p: Principal = ciborium::from_reader(&opened.body[..])
-                    .map_err(|_| Error::Internal(format!("undecodable principal record {id}")))?;
-                if p.arn != *id {
-                    return Err(Error::Internal(format!("principal record {id} names another principal")));
+            let page = self.records.list(RecordKind::Principal, after.as_deref(), 1000).await?;
+            for (id, opened) in &page.records {
+                match ciborium::from_reader::<Principal, _>(&opened.body[..]) {
+                    Ok(p) if p.arn == *id => out.push(p),
+                    _ => self.records.skip(RecordKind::Principal, id, &"undecodable or names another principal"),
                 }
-                out.push(p);
             }
-            after = page.last().map(|(id, _)| id.clone());
-            if !more || after.is_none() {
+            after = page.last;
+            if !page.more || after.is_none() {
                 return Ok(out);
             }
         }

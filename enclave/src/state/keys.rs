@@ -525,17 +525,26 @@ impl Keyring {
         self.cache.lock().ok()?.get(key_id).cloned()
     }
 
-    fn remember(&self, key: Arc<Key>) {
-        if let Ok(mut c) = self.cache.lock() {
-            // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
-            if c.len() >= self.capacity
-                && !c.contains_key(&key.meta.key_id)
-                && let Some(victim) = c.keys().next().cloned()
-            {
-                c.remove(&victim);
-            }
-            c.insert(key.meta.key_id.clone(), key);
+    /// Caches `key` unless the cache holds a newer version or the store's marks know a newer version or a deletion
+    /// of its record (checked under the cache lock, so a reader that loaded a key before a concurrent update cannot
+    /// install the old version after the writer installed or purged the new one). Returns whether it was cached.
+    fn remember(&self, key: Arc<Key>) -> bool {
+        let Ok(mut c) = self.cache.lock() else { return false };
+        let id = &key.meta.key_id;
+        if c.get(id).is_some_and(|k| k.record_version > key.record_version)
+            || !self.records.admits(RecordKind::Key, id, key.record_version)
+        {
+            return false;
         }
+        // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
+        if c.len() >= self.capacity
+            && !c.contains_key(id)
+            && let Some(victim) = c.keys().next().cloned()
+        {
+            c.remove(&victim);
+        }
+        c.insert(id.clone(), key);
+        true
     }
 
     /// Drops a key from the cache (on every state change).
@@ -571,8 +580,10 @@ impl Keyring {
             Some(k) => k,
             None => match self.load(key_id).await? {
                 Some(k) => {
+                    // Refused when a concurrent update or deletion got in first: this caller, which read before it
+                    // finished, still gets the version it read; the cache does not keep it.
                     let k = Arc::new(k);
-                    self.remember(k.clone());
+                    let _ = self.remember(k.clone());
                     k
                 }
                 None if self.records.get(RecordKind::KeyTombstone, key_id).await?.is_some() => {
@@ -651,7 +662,7 @@ impl Keyring {
                     next.record_version = v;
                     let next = Arc::new(next);
                     self.purge(key_id);
-                    self.remember(next.clone());
+                    let _ = self.remember(next.clone());
                     return Ok(next);
                 }
                 Err(StoreError::Host(StorageError::Conflict)) => continue,
@@ -694,23 +705,41 @@ impl Keyring {
             if after.is_some() && !pace.is_zero() {
                 tokio::time::sleep(pace).await;
             }
-            let (records, more) = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
-            for (id, opened) in &records {
-                let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
-                if key.deletion_due(self.clock.now_secs()) {
-                    self.destroy(&key).await?;
-                    destroyed += 1;
-                } else if key.material_expired(self.clock.now_secs()) {
-                    self.expire_if_due(id).await?;
-                } else if key.rotation_due(self.clock.now_secs()) {
-                    self.rotate_if_due(id).await?;
+            let page = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
+            for (id, opened) in &page.records {
+                // One key that cannot be decoded, destroyed, rotated or expired does not stop the others.
+                match self.sweep_one(id, opened).await {
+                    Ok(true) => destroyed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.records.skip(RecordKind::Key, id, &e);
+                    }
                 }
-                after = Some(id.clone());
             }
-            if !more || records.is_empty() {
+            after = page.last;
+            if !page.more || after.is_none() {
                 return Ok(destroyed);
             }
         }
+    }
+
+    /// The sweep's work on one key record; whether the key was destroyed.
+    async fn sweep_one(&self, id: &str, opened: &crate::state::store::Opened) -> Result<bool, Error> {
+        let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
+        if key.meta.key_id != id {
+            return Err(Error::Internal(format!("key record {id} names another key")));
+        }
+        let now = self.clock.now_secs();
+        if key.deletion_due(now) {
+            self.destroy(&key).await?;
+            return Ok(true);
+        }
+        if key.material_expired(now) {
+            self.expire_if_due(id).await?;
+        } else if key.rotation_due(now) {
+            self.rotate_if_due(id).await?;
+        }
+        Ok(false)
     }
 
     /// Creates a key with fresh backing material (version 1) and stores it durably before returning.
@@ -727,26 +756,37 @@ impl Keyring {
         let body = key.encode()?;
         key.record_version = self.records.put(RecordKind::Key, &key.meta.key_id, None, &body).await?;
         let key = Arc::new(key);
-        self.remember(key.clone());
+        let _ = self.remember(key.clone());
         Ok(key)
     }
 
-    /// Key ids after `after`, at most `limit`, and whether more follow. Each record is authenticated.
-    pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, bool), Error> {
-        let (records, more) = self.records.list(RecordKind::Key, after, limit).await?;
-        let mut ids = Vec::with_capacity(records.len());
-        for (id, opened) in records {
-            let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
-            if key.meta.key_id != id {
-                return Err(Error::Internal(format!("key record {id} names another key")));
-            }
+    /// Key ids after `after`, at most `limit`, the last id the store listed (where the next page starts, even if that
+    /// record was skipped) and whether more follow. Each record is authenticated; one that fails its checks or does
+    /// not decode is skipped (logged and counted), and answers KMSInternalException on its own when named.
+    pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>, bool), Error> {
+        let page = self.records.list(RecordKind::Key, after, limit).await?;
+        let mut ids = Vec::with_capacity(page.records.len());
+        for (id, opened) in page.records {
+            let key = match Key::decode_with(&opened.body, opened.version, &self.scope, false) {
+                Ok(k) if k.meta.key_id == id => k,
+                Ok(_) => {
+                    self.records.skip(RecordKind::Key, &id, &"the record names another key");
+                    continue;
+                }
+                Err(e) => {
+                    self.records.skip(RecordKind::Key, &id, &e);
+                    continue;
+                }
+            };
             if key.deletion_due(self.clock.now_secs()) {
-                self.destroy(&key).await?;
+                if let Err(e) = self.destroy(&key).await {
+                    tracing::error!(key_id = %id, error = %e, "listing: destroying a key past its deletion date failed");
+                }
                 continue;
             }
             ids.push(id);
         }
-        Ok((ids, more))
+        Ok((ids, page.last, page.more))
     }
 }
 
@@ -845,5 +885,65 @@ mod tests {
     fn garbage_records_are_refused() {
         assert!(Key::decode(&[0xff, 0x00], 1, &scope()).is_err());
         assert!(Key::decode(&[], 1, &scope()).is_err());
+    }
+
+    /// Issue 12 item 5: a reader that loaded a key before a DisableKey (or PutKeyPolicy) finished used to put the old
+    /// version back in the cache after the writer's, so the change never took effect until restart.
+    #[tokio::test]
+    async fn a_reader_that_loaded_before_an_update_cannot_cache_the_old_version() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let ring = Keyring::new(host.records(), scope(), Arc::new(Clock::default()), 16);
+        let id = ring.create(meta_for_test()).await.unwrap().meta.key_id.clone();
+        let disable = |k: &mut Key| {
+            k.meta.key_state = KeyState::Disabled;
+            Ok(())
+        };
+        // The reader's read (cache miss) happens, then the writer's update, then the reader's cache insert.
+        ring.purge(&id);
+        let stale = Arc::new(ring.load(&id).await.unwrap().unwrap());
+        ring.update(&id, disable).await.unwrap();
+        assert!(!ring.remember(stale.clone()), "over a newer cached version");
+        ring.purge(&id); // the newer version evicted or purged by another writer
+        assert!(!ring.remember(stale), "below the record's high-water mark");
+        assert_eq!(ring.get(&id).await.unwrap().unwrap().meta.key_state, KeyState::Disabled);
+        // The same from version 2 to 3 (a record tracked by its marks from then on).
+        let stale = Arc::new(ring.load(&id).await.unwrap().unwrap());
+        ring.update(&id, |k| {
+            k.meta.description = "third".into();
+            Ok(())
+        })
+        .await
+        .unwrap();
+        ring.purge(&id);
+        assert!(!ring.remember(stale));
+        assert_eq!(ring.get(&id).await.unwrap().unwrap().meta.description, "third");
+    }
+
+    /// Issue 12 item 18: one key record that fails its checks is skipped by ListKeys and the sweep, which go on.
+    #[tokio::test]
+    async fn a_bad_key_record_is_skipped_by_listing_and_sweep() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let records = host.records();
+        let ring = Keyring::new(records.clone(), scope(), Arc::new(Clock::default()), 16);
+        let mut ids = Vec::new();
+        for n in 0..3u8 {
+            let mut meta = meta_for_test();
+            meta.key_id = format!("1234abcd-12ab-34cd-56ef-12345678900{n}");
+            ids.push(ring.create(meta).await.unwrap().meta.key_id.clone());
+        }
+        // A body that is sealed correctly but does not decode as a key.
+        let bad = "1234abcd-12ab-34cd-56ef-123456789001".to_owned();
+        let v = records.get(RecordKind::Key, &bad).await.unwrap().unwrap().version;
+        records.put(RecordKind::Key, &bad, Some(v), b"not a key").await.unwrap();
+        ring.purge(&bad);
+        let (listed, last, more) = ring.list(None, 10).await.unwrap();
+        assert_eq!(listed, [ids[0].clone(), ids[2].clone()]);
+        assert_eq!((last.as_deref(), more), (Some(ids[2].as_str()), false));
+        let (first, last, more) = ring.list(None, 2).await.unwrap();
+        assert_eq!((first.len(), last.as_deref(), more), (1, Some(bad.as_str()), true), "paging continues past it");
+        assert_eq!(ring.sweep().await.unwrap(), 0);
+        assert!(records.skipped() >= 3);
+        assert!(matches!(ring.get(&bad).await, Err(Error::Internal(_))), "the bad key fails on its own");
+        assert!(ring.get(&ids[2]).await.unwrap().is_some());
     }
 }

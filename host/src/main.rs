@@ -237,7 +237,10 @@ fn enclave_args(common: &Common, listen: SocketAddr) -> Vec<String> {
 async fn dev(common: Common, enclave_bin: Option<PathBuf>) -> Result<(), String> {
     eprintln!("kms-host: SIMULATOR MODE (insecure): the enclave runs as an ordinary process with a simulated NSM.");
     let data_dir = prepare_data_dir(&common.data_dir)?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
+    let store: Arc<dyn blobstore::BlobStore> = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
+    // Test builds only: a scripted dishonest store for the hostile-host tests (see blobstore/hostile.rs).
+    #[cfg(debug_assertions)]
+    let store = blobstore::hostile::wrap_from_env(store);
     let run_dir = RunDir::create()?;
     let storage_sock = run_dir.0.join("storage.sock");
     let client_sock = run_dir.0.join("enclave.sock");

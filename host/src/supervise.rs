@@ -2,7 +2,7 @@
 //! `nitro-cli run-enclave` in production), the announcement, the operator files, the ready line, the relay, and a
 //! clean shutdown on SIGINT or SIGTERM.
 
-use crate::blobstore::{BlobStore, SqliteStore};
+use crate::blobstore::BlobStore;
 use crate::files::{shell_quote, write_atomic};
 use crate::relay::{self, EnclaveAddr};
 use kms_shared::storage::Announcement;
@@ -161,7 +161,7 @@ fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -
 }
 
 /// Runs the service until a signal or the enclave's exit. `Ok` means a clean, requested shutdown.
-pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> {
+pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
 
@@ -174,7 +174,7 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
         why = child_exit(&mut plan.child) => return Err(why),
     };
     let (atx, mut arx) = mpsc::channel(4);
-    let store_dyn: Arc<dyn BlobStore> = store;
+    let store_dyn = store;
     let (dead_tx, mut dead_rx) = mpsc::channel::<String>(1);
     tokio::spawn(async move {
         let why = match crate::storage_server::serve(storage, store_dyn, atx).await {

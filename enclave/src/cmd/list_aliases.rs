@@ -74,7 +74,9 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
                     continue;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(alias = %a.name, key_id = %a.target_key_id, error = ?e, "alias target unreadable"),
+                Err(e) => {
+                    tracing::error!(alias = %a.name, key_id = %a.target_key_id, error = ?e, "alias target unreadable")
+                }
             }
             out.push(Entry {
                 alias_arn: svc.scope.alias_arn(&a.name),

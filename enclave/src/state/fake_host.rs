@@ -54,9 +54,11 @@ impl FakeHost {
                     *n -= 1;
                     return Ok(StorageReply::Record(None));
                 }
-                Ok(StorageReply::Record(
-                    s.records.get(&key).map(|(v, b)| StoredRecord { id, version: *v, sealed: SealedBlob(b.clone()) }),
-                ))
+                Ok(StorageReply::Record(s.records.get(&key).map(|(v, b)| StoredRecord {
+                    id,
+                    version: *v,
+                    sealed: SealedBlob(b.clone()),
+                })))
             }
             StorageOp::Put { kind, id, version, expected, sealed } => {
                 let key = (kind.into(), id);
@@ -86,7 +88,11 @@ impl FakeHost {
                     .records
                     .iter()
                     .filter(|((rk, id), _)| *rk == k && *id > after)
-                    .map(|((_, id), (v, b))| StoredRecord { id: id.clone(), version: *v, sealed: SealedBlob(b.clone()) })
+                    .map(|((_, id), (v, b))| StoredRecord {
+                        id: id.clone(),
+                        version: *v,
+                        sealed: SealedBlob(b.clone()),
+                    })
                     .take(limit as usize + 1)
                     .collect();
                 let more = records.len() > limit as usize;

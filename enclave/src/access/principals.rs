@@ -131,15 +131,20 @@ impl Principals {
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(arn).cloned()) {
             return Ok(Some(hit));
         }
+        let Some(entry) = self.load(arn).await? else { return Ok(None) };
+        let _ = self.install(entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// Reads and decodes a principal record: its version and the principal.
+    async fn load(&self, arn: &str) -> Result<Option<(u64, Arc<Principal>)>, Error> {
         let Some(opened) = self.records.get(RecordKind::Principal, arn).await? else { return Ok(None) };
         let p: Principal = ciborium::from_reader(&opened.body[..])
             .map_err(|_| Error::Internal(format!("undecodable principal record {arn}")))?;
         if p.arn != arn {
             return Err(Error::Internal(format!("principal record {arn} names another principal")));
         }
-        let entry = (opened.version, Arc::new(p));
-        self.install(entry.clone());
-        Ok(Some(entry))
+        Ok(Some((opened.version, Arc::new(p))))
     }
 
     /// Caches a loaded principal unless a newer version is cached or the store's marks know a newer version or its
@@ -220,8 +225,22 @@ pub fn principal_not_found(arn: &str) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Issue 12 item 5: a lookup that read a principal before DeletePrincipal finished used to cache it afterwards.
+    #[tokio::test]
+    async fn a_lookup_that_raced_a_delete_cannot_revive_the_principal() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let principals = Principals::new(host.records());
+        let arn = "arn:aws:iam::111122223333:user/alice";
+        principals.create(arn, false, 0.0).await.unwrap();
+        let stale = principals.load(arn).await.unwrap().unwrap();
+        principals.delete(arn).await.unwrap();
+        assert!(!principals.install(stale));
+        assert!(principals.get(arn).await.unwrap().is_none());
+    }
 
     #[test]
     fn arns() {

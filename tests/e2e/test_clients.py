@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kmstest import REPO_ROOT, KmsServer, scrub_aws_environment, unique
+from kmstest import REPO_ROOT, KmsServer, scrub_aws_environment, unique, wait_until
 
 CLIENTS_MD = REPO_ROOT / "docs" / "clients.md"
 README = REPO_ROOT / "README.md"
@@ -78,6 +78,16 @@ def run_snippet(name: str, server: KmsServer, tmp_path: Path, env: dict | None =
 # ---- the env file and the lines kms-host dev prints ---------------------------------------------------------
 
 
+def stdout_lines(srv: KmsServer) -> list[str]:
+    """The server's stdout lines once the line after `ready:` has arrived (start() returns at the ready line)."""
+    def complete():
+        text = srv.stdout_text
+        at = text.find("ready: ")
+        return at >= 0 and text.count("\n", at) >= 2
+    assert wait_until(complete, timeout=10.0), f"no line after the ready line: {srv.stdout_text!r}"
+    return srv.stdout_text.splitlines()
+
+
 def test_env_file_exports_what_every_client_reads(server):
     env = server.env_file
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == server.region
@@ -86,7 +96,7 @@ def test_env_file_exports_what_every_client_reads(server):
 
 
 def test_ready_line_is_followed_by_the_line_that_sources_the_env_file(server, tmp_path):
-    lines = server.stdout_text.splitlines()
+    lines = stdout_lines(server)
     ready = [i for i, line in enumerate(lines) if line.startswith("ready: https://")]
     assert len(ready) == 1, lines
     assert lines[ready[0]] == f"ready: {server.endpoint}", lines  # unchanged: scripts and tests parse it
@@ -102,7 +112,9 @@ def test_source_line_quotes_a_data_dir_with_spaces(make_server, tmp_path_factory
     srv = make_server(start=False)
     srv.data_dir = tmp_path_factory.mktemp("odd") / "data dir's"
     srv.start()
-    source = next(line for line in srv.stdout_text.splitlines() if line.startswith("env: "))
+    lines = stdout_lines(srv)
+    source = lines[lines.index(f"ready: {srv.endpoint}") + 1]
+    assert source.startswith("env: source '"), source
     out = must(run(["bash", "-c", f"{source.removeprefix('env: ')} && echo \"$AWS_CA_BUNDLE\""],
                    tmp_path, scrub_aws_environment(os.environ)))
     assert out.strip() == str(srv.data_dir / "ca.pem")
@@ -128,7 +140,7 @@ def test_scripts_dev_resolves_data_dir_from_the_callers_directory(host_bin, tmp_
     monkeypatch.chdir(caller)  # the script runs from here
     try:
         srv.start()
-        assert f"env: source {caller / rel / 'env'}" in srv.stdout_text
+        assert f"env: source {caller / rel / 'env'}" in stdout_lines(srv)
         assert (caller / rel / "env").is_file()
     finally:
         srv.close()

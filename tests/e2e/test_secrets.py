@@ -114,6 +114,7 @@ def test_store_exists_and_is_scanned(exercised):
     for files in (exercised.files_running, exercised.files_stopped):
         assert files.get("kms.sqlite3"), f"kms.sqlite3 missing or empty; scanned {sorted(files)}"
         assert CREDENTIALS_FILE not in files
+        assert files.get("env"), f"the env file is not scanned; scanned {sorted(files)}"
     assert len(exercised.secrets) == 100
 
 

@@ -152,7 +152,8 @@ fn check_head(buf: &[u8]) -> Result<Option<(usize, Body)>, Refused> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => return Err(Refused(format!("The request head exceeds {MAX_HEAD} bytes"))),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refused(format!("The request has more than {MAX_HEADERS} header fields")));

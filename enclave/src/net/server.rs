@@ -76,6 +76,8 @@ pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc:
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024)
+        // The guard ends the stream at a refused head; the answers to the requests before it must still be written.
+        .half_close(true)
         .serve_connection(TokioIo::new(guarded), service)
         .without_shutdown()
         .await;

@@ -103,6 +103,7 @@ pub async fn run(
         records: records.clone(),
         scope: settings.scope,
         clock,
+        keygen: crate::crypto::keygen::KeygenGate::per_vcpu(settings.limits.rsa_per_principal),
     });
 
     // The bootstrap admin exists only in the start that created the domain key, so a host that hides credential

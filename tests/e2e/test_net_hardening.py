@@ -109,11 +109,13 @@ def vm_kib(pid: int, field: str) -> int:
 
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory, host_bin):
-    """A server with short request deadlines, a 2 MiB body budget and 6 connections at most."""
+    """A server with short request deadlines, a 2 MiB body budget, 40 connections at most and one RSA generation per
+    principal at a time."""
     srv = KmsServer(tmp_path_factory.mktemp("kms-net"), binary=host_bin, extra_env={
         "KMS_ENCLAVE_TEST_REQUEST_DEADLINE_MS": str(DEADLINE_MS),
         "KMS_ENCLAVE_TEST_BODY_BUDGET": str(2 * MIB),
         "KMS_ENCLAVE_TEST_MAX_CONNECTIONS": "40",
+        "KMS_ENCLAVE_TEST_RSA_PER_PRINCIPAL": "1",
     })
     srv.start()
     yield srv
@@ -281,3 +283,39 @@ def test_connections_over_the_limit_are_answered(tmp_path, host_bin):
         held[1].close()
     finally:
         srv.close()
+
+
+# ---- 9: RSA key generation is bounded -----------------------------------------------------------------------------
+
+
+def test_rsa_generation_is_throttled_per_principal(raw):
+    """Six RSA-4096 generations at once by one principal whose limit is one: the others are refused at once with
+    ThrottlingException (each generation takes far longer than starting six threads); afterwards it may generate
+    again. (Before, all six ran, each holding a core.)"""
+    n = 6
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    calls = [("CreateKey", {"KeySpec": "RSA_4096", "KeyUsage": "ENCRYPT_DECRYPT"})] * 3 + [
+        ("GenerateDataKeyPairWithoutPlaintext", None)] * 3
+    key_id = raw.call("CreateKey", {})[1]["KeyMetadata"]["KeyId"]
+
+    def run(i):
+        op, body = calls[i]
+        if body is None:
+            body = {"KeyId": key_id, "KeyPairSpec": "RSA_4096"}
+        barrier.wait()
+        results[i] = raw.call(op, body)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    statuses = [r[0] for r in results]
+    throttled = [r for r in results if r[0] == 400]
+    assert 1 <= statuses.count(200) and throttled, statuses
+    for r in throttled:
+        assert r[1]["__type"] == "ThrottlingException", r
+        assert "RSA key generations" in r[1]["message"]
+    # The slot is released: one more generation succeeds.
+    assert raw.call("CreateKey", {"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"})[0] == 200

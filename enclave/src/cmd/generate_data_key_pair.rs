@@ -74,6 +74,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
+    let _ticket = if spec.name().starts_with("RSA_") { Some(svc.keygen.ticket(caller.arn()).await?) } else { None };
     let pair = tokio::task::spawn_blocking(move || asym::generate_pair(spec))
         .await
         .map_err(|_| Error::Internal("key pair generation task failed".into()))?

@@ -319,3 +319,20 @@ def test_rsa_generation_is_throttled_per_principal(raw):
         assert "RSA key generations" in r[1]["message"]
     # The slot is released: one more generation succeeds.
     assert raw.call("CreateKey", {"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"})[0] == 200
+
+
+# ---- 13: the simulator's CA is name-constrained and short-lived ----------------------------------------------------
+
+
+def test_ca_is_name_constrained_and_valid_one_year(tight):
+    import datetime
+    import subprocess
+    text = subprocess.run(["openssl", "x509", "-in", tight.ca_path, "-noout", "-text"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "X509v3 Name Constraints: critical" in text, text
+    assert "DNS:localhost" in text and "IP:127.0.0.1/255.255.255.255" in text, text
+    end = subprocess.run(["openssl", "x509", "-in", tight.ca_path, "-noout", "-enddate"], capture_output=True,
+                         text=True, check=True).stdout.strip().split("=", 1)[1]
+    not_after = datetime.datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=datetime.timezone.utc)
+    days = (not_after - datetime.datetime.now(datetime.timezone.utc)).days
+    assert 360 <= days <= 366, end

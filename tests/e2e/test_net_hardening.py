@@ -261,6 +261,7 @@ def test_unauthenticated_bodies_stay_within_the_memory_budget(tight, raw):
         t.join(120)
     assert not any(t.is_alive() for t in threads)
     grown_mib = (vm_kib(pid, "VmHWM") - before) / 1024
+    print(f"enclave peak RSS growth: {grown_mib:.1f} MiB")
     assert grown_mib < 16, f"enclave peak RSS grew by {grown_mib:.1f} MiB for {n} partial bodies"
     for a in answers:
         assert isinstance(a, tuple), answers

@@ -225,6 +225,7 @@ mod tests {
     /// Issue 12 item 13: the CA is constrained to the configured names and valid a year; a certificate its key
     /// issues for another name is refused by a verifier (OpenSSL's).
     #[test]
+    #[allow(clippy::disallowed_methods)] // test files for the openssl CLI, not enclave code
     fn ca_is_name_constrained_and_short_lived() {
         let dir = tempfile::tempdir().unwrap();
         let allowed = names(&["localhost", "127.0.0.1", "::1", "kms.example.internal"]);

@@ -353,6 +353,7 @@ fn string_list(value: Json, element: &str) -> Result<Vec<String>, PolicyError> {
 }
 
 fn check_action(a: &str) -> Result<(), PolicyError> {
+    check_pattern_len(a, "Action")?;
     if a == "*" {
         return Ok(());
     }
@@ -369,11 +370,24 @@ fn check_action(a: &str) -> Result<(), PolicyError> {
 }
 
 fn check_resource(r: &str) -> Result<(), PolicyError> {
+    check_pattern_len(r, "Resource")?;
     if r == "*" || (r.starts_with("arn:") && r.len() > 4) {
         Ok(())
     } else {
         Err(malformed(format!("Invalid resource \"{}\": must be \"*\" or an ARN", truncate(r))))
     }
+}
+
+/// Refuses a wildcard pattern longer than [`wildcard::MAX_PATTERN_CHARS`] (matching cost grows with it).
+pub(crate) fn check_pattern_len(p: &str, element: &str) -> Result<(), PolicyError> {
+    if p.chars().count() > wildcard::MAX_PATTERN_CHARS {
+        return Err(malformed(format!(
+            "{element} pattern \"{}…\" is longer than {} characters",
+            truncate(p),
+            wildcard::MAX_PATTERN_CHARS
+        )));
+    }
+    Ok(())
 }
 
 fn parse_principal(value: Json) -> Result<Vec<PrincipalEntry>, PolicyError> {

@@ -92,10 +92,69 @@ pub mod keys {
     pub const RECIPIENT_IMAGE_SHA384: &str = "kms:RecipientAttestation:ImageSha384";
     /// Prefix of `kms:RecipientAttestation:PCR0` .. `PCR31`, lower-case hex.
     pub const RECIPIENT_PCR_PREFIX: &str = "kms:RecipientAttestation:PCR";
-    /// The AWS service that made the request on the caller's behalf.
-    pub const VIA_SERVICE: &str = "kms:ViaService";
     /// The alias the request named the key by.
     pub const REQUEST_ALIAS: &str = "kms:RequestAlias";
+
+    /// Condition keys this service sets on some request, lower-case. A policy may name only these (and the
+    /// [`SUPPORTED_PREFIXES`]): a condition on a key that is never set would silently never apply as written (a
+    /// `Deny` on `aws:SourceVpce` would never fire), so such a policy is refused.
+    pub const SUPPORTED: &[&str] = &[
+        // Every request (RequestContext::new and authz::common).
+        "aws:principalarn",
+        "aws:principalaccount",
+        "kms:calleraccount",
+        "aws:securetransport",
+        "aws:epochtime",
+        "aws:currenttime",
+        "aws:principaltype",
+        "aws:username",
+        "kms:keyorigin",
+        "kms:keyspec",
+        "kms:keyusage",
+        "kms:multiregion",
+        // Per operation.
+        "kms:requestalias",
+        "kms:encryptioncontextkeys",
+        "aws:tagkeys",
+        "kms:encryptionalgorithm",
+        "kms:reencryptonsamekey",
+        "kms:bypasspolicylockoutsafetycheck",
+        "kms:datakeypairspec",
+        "kms:expirationmodel",
+        "kms:keyagreementalgorithm",
+        "kms:macalgorithm",
+        "kms:messagetype",
+        "kms:rotationperiodindays",
+        "kms:schedulekeydeletionpendingwindowindays",
+        "kms:signingalgorithm",
+        "kms:validto",
+        "kms:wrappingalgorithm",
+        "kms:wrappingkeyspec",
+        "kms:recipientattestation:imagesha384",
+        "enclavekms:recipientservernonce",
+    ];
+
+    /// Prefixes of condition-key families this service sets, lower-case (`kms:RecipientAttestation:PCRn` is
+    /// checked on its own: n ≤ 31).
+    pub const SUPPORTED_PREFIXES: &[&str] = &["kms:encryptioncontext:", "aws:resourcetag/", "aws:requesttag/"];
+
+    /// Whether the service ever sets condition key `key` (any spelling).
+    pub fn is_supported(key: &str) -> bool {
+        let k = key.to_lowercase();
+        if SUPPORTED.contains(&k.as_str()) {
+            return true;
+        }
+        if let Some(rest) = SUPPORTED_PREFIXES.iter().find_map(|p| k.strip_prefix(p)) {
+            return !rest.is_empty();
+        }
+        k.strip_prefix("kms:recipientattestation:pcr").is_some_and(|n| {
+            !n.is_empty()
+                && n.len() <= 2
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && n.parse::<u32>().is_ok_and(|n| n <= super::MAX_RECIPIENT_PCR)
+                && (n == "0" || !n.starts_with('0'))
+        })
+    }
 }
 
 /// Highest PCR index a `kms:RecipientAttestation:PCRn` key names.

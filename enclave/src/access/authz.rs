@@ -169,9 +169,41 @@ pub fn authorize(
         extra(&mut Conditions { ctx: &mut ctx });
     }
     match evaluate(&policy, &ctx) {
+        Decision::Allow if action == "kms:ReEncryptFrom" && policy.gates_decrypt() => {
+            // Beyond AWS: re-wrapping a gated key's ciphertext would take the plaintext past the gate.
+            match crate::access::policy::evaluate_gated(&policy, &ctx) {
+                Decision::Allow => Ok(()),
+                _ => Err(Error::AccessDenied(format!(
+                    "User: {} is not authorized to perform: kms:ReEncryptFrom on resource: {} because the key policy \
+                     gates kms:Decrypt on kms:RecipientAttestation and no statement allows kms:ReEncryptFrom with an \
+                     attestation condition",
+                    caller.arn(),
+                    key.arn
+                ))),
+            }
+        }
         Decision::Allow => Ok(()),
         other => Err(denied(caller, action, &key.arn, other)),
     }
+}
+
+/// Beyond AWS (CreateKey, PutKeyPolicy): a policy that gates one plaintext-releasing operation on attestation must
+/// not leave another open ([`crate::access::policy::release_gaps`]). `BypassPolicyLockoutSafetyCheck` does not
+/// skip this; an `Allow` whose Sid starts with `EnclaveKmsUngated` is exempt.
+pub fn check_attestation_gate(policy: &Policy, key_arn: &str) -> Result<(), Error> {
+    let gaps = crate::access::policy::release_gaps(policy, key_arn);
+    if gaps.is_empty() {
+        return Ok(());
+    }
+    Err(Error::MalformedPolicyDocument(format!(
+        "The policy gates a plaintext-releasing operation on kms:RecipientAttestation but leaves {} open without it: \
+         deny {} to requests without the attested image (e.g. a Deny for Principal \"*\" with \
+         StringNotEqualsIgnoreCase on kms:RecipientAttestation:ImageSha384 covering kms:Decrypt, kms:ReEncrypt* and \
+         kms:GenerateDataKey*), or start the Sid of the Allow that is meant to stay open with \"{}\"",
+        gaps.join(", "),
+        if gaps.len() == 1 { "it" } else { "them" },
+        crate::access::policy::UNGATED_SID_PREFIX
+    )))
 }
 
 /// The policy-lockout safety check of CreateKey and PutKeyPolicy: the new policy must allow the caller to change

@@ -208,6 +208,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     if custom_policy && req.bypass_policy_lockout_safety_check != Some(true) {
         crate::access::authz::check_lockout(caller, &parsed, &svc.scope.key_arn(&key_id))?;
     }
+    crate::access::authz::check_attestation_gate(&parsed, &svc.scope.key_arn(&key_id))?;
     let meta = KeyMeta {
         key_id,
         creation_date: svc.clock.now_secs(),

@@ -74,6 +74,7 @@ pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<
     if !bypass {
         crate::access::authz::check_lockout(caller, &parsed, &key.arn)?;
     }
+    crate::access::authz::check_attestation_gate(&parsed, &key.arn)?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.meta.policy = crate::state::keys::shared_policy(&policy);

@@ -268,12 +268,8 @@ impl Statement {
     }
 
     /// Whether a condition of this statement names a `kms:RecipientAttestation:*` key.
-    fn names_recipient_attestation(&self) -> bool {
-        self.conditions.iter().any(|c| {
-            c.key()
-                .get(..keys::RECIPIENT_ATTESTATION_PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(keys::RECIPIENT_ATTESTATION_PREFIX))
-        })
+    pub fn names_recipient_attestation(&self) -> bool {
+        self.conditions.iter().any(|c| keys::is_recipient_attestation(c.key()))
     }
 }
 
@@ -317,7 +313,8 @@ fn role_session_matches(role: &str, caller: &str) -> bool {
 }
 
 impl ActionBlock {
-    fn matches(&self, action: &str) -> bool {
+    /// Whether `action` is covered (Action) or not excluded (NotAction).
+    pub fn matches(&self, action: &str) -> bool {
         let any = |list: &[String]| list.iter().any(|p| wildcard::matches_ignore_case(p, action));
         match self {
             ActionBlock::Action(list) => any(list),
@@ -327,7 +324,8 @@ impl ActionBlock {
 }
 
 impl ResourceBlock {
-    fn matches(&self, resource: &str) -> bool {
+    /// Whether `resource` is covered (Resource) or not excluded (NotResource).
+    pub fn matches(&self, resource: &str) -> bool {
         let any = |list: &[String]| list.iter().any(|p| wildcard::matches(p, resource));
         match self {
             ResourceBlock::Resource(list) => any(list),

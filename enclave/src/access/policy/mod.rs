@@ -22,6 +22,7 @@
 
 mod condition;
 mod document;
+mod gate;
 mod json;
 pub mod wildcard;
 
@@ -32,6 +33,7 @@ use std::collections::BTreeMap;
 
 pub use condition::{Condition, Operator, SetQualifier};
 pub use document::{ActionBlock, Effect, Policy, PrincipalBlock, PrincipalEntry, ResourceBlock, Statement, Version};
+pub use gate::{RELEASING, UNGATED_SID_PREFIX, evaluate_gated, release_gaps};
 pub use json::{MAX_DEPTH, MAX_POLICY_BYTES};
 
 /// Why a policy document was refused. Every variant is `MalformedPolicyDocumentException` to the caller; messages
@@ -137,6 +139,12 @@ pub mod keys {
     /// Prefixes of condition-key families this service sets, lower-case (`kms:RecipientAttestation:PCRn` is
     /// checked on its own: n ≤ 31).
     pub const SUPPORTED_PREFIXES: &[&str] = &["kms:encryptioncontext:", "aws:resourcetag/", "aws:requesttag/"];
+
+    /// Whether `key` (any spelling) is one of the `kms:RecipientAttestation:*` keys.
+    pub fn is_recipient_attestation(key: &str) -> bool {
+        key.get(..RECIPIENT_ATTESTATION_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RECIPIENT_ATTESTATION_PREFIX))
+    }
 
     /// Whether the service ever sets condition key `key` (any spelling).
     pub fn is_supported(key: &str) -> bool {

@@ -205,6 +205,8 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     let (policy, parsed) = policy(req.policy, svc)?;
     let tags = tags(req.tags)?;
     let (key_id, _) = crate::state::ids::new_key_id()?;
+    let bindings = svc.principals.bindings(&parsed).await?;
+    let parsed = parsed.bind(Some(std::sync::Arc::new(bindings.clone())));
     if custom_policy && req.bypass_policy_lockout_safety_check != Some(true) {
         crate::access::authz::check_lockout(caller, &parsed, &svc.scope.key_arn(&key_id))?;
     }
@@ -225,6 +227,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         next_rotation_date: None,
         rotations: Vec::new(),
         imported: None,
+        policy_principals: Some(bindings),
     };
     let key = svc.keys.create(meta).await?;
     tracing::info!(key_id = %key.meta.key_id, "key created");

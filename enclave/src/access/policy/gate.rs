@@ -74,7 +74,7 @@ fn closes(s: &Statement, action: &str, key_arn: &str) -> bool {
 pub fn evaluate_gated(policy: &Policy, request: &RequestContext) -> Decision {
     let mut allowed = false;
     for st in policy.statements() {
-        if !st.matches(request) {
+        if !st.matches_bound(request, policy.bindings()) {
             continue;
         }
         match st.effect() {

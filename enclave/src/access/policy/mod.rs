@@ -32,7 +32,9 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use condition::{Condition, Operator, SetQualifier};
-pub use document::{ActionBlock, Effect, Policy, PrincipalBlock, PrincipalEntry, ResourceBlock, Statement, Version};
+pub use document::{
+    ActionBlock, Bindings, Effect, Policy, PrincipalBlock, PrincipalEntry, ResourceBlock, Statement, Version,
+};
 pub use gate::{RELEASING, UNGATED_SID_PREFIX, evaluate_gated, release_gaps};
 pub use json::{MAX_DEPTH, MAX_POLICY_BYTES};
 
@@ -96,6 +98,8 @@ pub mod keys {
     pub const RECIPIENT_PCR_PREFIX: &str = "kms:RecipientAttestation:PCR";
     /// The alias the request named the key by.
     pub const REQUEST_ALIAS: &str = "kms:RequestAlias";
+    /// The caller's unique principal id (`AIDA…` for users, `AROA…` for roles).
+    pub const USER_ID: &str = "aws:userid";
 
     /// Condition keys this service sets on some request, lower-case. A policy may name only these (and the
     /// [`SUPPORTED_PREFIXES`]): a condition on a key that is never set would silently never apply as written (a
@@ -110,6 +114,7 @@ pub mod keys {
         "aws:currenttime",
         "aws:principaltype",
         "aws:username",
+        "aws:userid",
         "kms:keyorigin",
         "kms:keyspec",
         "kms:keyusage",
@@ -172,6 +177,8 @@ pub const MAX_RECIPIENT_PCR: u32 = 31;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     principal_arn: String,
+    /// The caller's unique id (empty when unknown: then no bound ARN entry matches it).
+    principal_id: String,
     principal_account: String,
     action: String,
     resource: String,
@@ -190,6 +197,7 @@ impl RequestContext {
     ) -> Self {
         let mut ctx = RequestContext {
             principal_arn: principal_arn.into(),
+            principal_id: String::new(),
             principal_account: principal_account.into(),
             action: action.into(),
             resource: resource.into(),
@@ -275,6 +283,19 @@ impl RequestContext {
         self.values(keys::RECIPIENT_IMAGE_SHA384).is_some()
     }
 
+    /// Sets the caller's unique id (`AIDA…`/`AROA…`): what a bound policy's ARN entries are checked against, and
+    /// `aws:userid`.
+    pub fn set_principal_id(&mut self, id: &str) -> &mut Self {
+        self.principal_id = id.to_owned();
+        self.set(keys::USER_ID, [id]);
+        self
+    }
+
+    /// The caller's unique id (empty if not set).
+    pub fn principal_id(&self) -> &str {
+        &self.principal_id
+    }
+
     /// The caller's ARN.
     pub fn principal_arn(&self) -> &str {
         &self.principal_arn
@@ -303,15 +324,25 @@ impl RequestContext {
 
 /// Decides `request` against `policy`: explicit Deny, else Allow, else NotAllowed.
 pub fn evaluate(policy: &Policy, request: &RequestContext) -> Decision {
-    let mut allowed = false;
+    evaluate_key_policy(policy, request).0
+}
+
+/// [`evaluate`], and whether an Allow names the caller directly (by ARN or `*`, not only through its account): for
+/// a caller of the key's account that suffices without an identity-policy Allow, as in AWS.
+pub fn evaluate_key_policy(policy: &Policy, request: &RequestContext) -> (Decision, bool) {
+    let bindings = policy.bindings();
+    let (mut allowed, mut direct) = (false, false);
     for st in policy.statements() {
-        if !st.matches(request) {
+        if !st.matches_bound(request, bindings) {
             continue;
         }
         match st.effect() {
-            Effect::Deny => return Decision::Deny,
-            Effect::Allow => allowed = true,
+            Effect::Deny => return (Decision::Deny, false),
+            Effect::Allow => {
+                allowed = true;
+                direct = direct || st.principal().names_directly(request, bindings);
+            }
         }
     }
-    if allowed { Decision::Allow } else { Decision::NotAllowed }
+    (if allowed { Decision::Allow } else { Decision::NotAllowed }, direct)
 }

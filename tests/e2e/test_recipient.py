@@ -41,7 +41,10 @@ def account(gate_server):
 @pytest.fixture(scope="module")
 def workload(gate_server, account) -> Principal:
     """The principal the workload enclave's requests are signed with."""
-    return make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:role/{unique('workload')}")
+    # Its identity policy allows GenerateRandom (key-less, so IAM-only); the keys' policies name it directly.
+    identity = {"Statement": [{"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*"}]}
+    return make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:role/{unique('workload')}",
+                          identity=identity)
 
 
 @pytest.fixture(scope="module")

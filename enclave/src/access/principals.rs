@@ -365,6 +365,7 @@ pub fn principal_not_found(arn: &str) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -390,5 +391,65 @@ mod tests {
         }
         let long = format!("arn:aws:iam::111122223333:user/{}", "a".repeat(65));
         assert!(parse_arn(&long).is_none());
+    }
+
+    #[test]
+    fn unique_ids_look_like_iam_ids() {
+        let user = new_id("user").unwrap();
+        let role = new_id("role").unwrap();
+        assert!(user.starts_with("AIDA") && role.starts_with("AROA"));
+        for id in [&user, &role] {
+            assert_eq!(id.len(), 21);
+            assert!(id.bytes().all(|b| ID_ALPHABET.contains(&b)), "{id}");
+        }
+        assert_ne!(new_id("user").unwrap(), user, "random");
+    }
+
+    #[test]
+    fn records_from_before_ids_get_a_stable_derived_id() {
+        // A record as written before ids and identity policies existed: three fields.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            arn: &'a str,
+            admin: bool,
+            creation_date: f64,
+        }
+        let decode = |arn: &str, creation_date: f64| {
+            let mut body = Vec::new();
+            ciborium::into_writer(&Old { arn, admin: false, creation_date }, &mut body).unwrap();
+            ciborium::from_reader::<Principal, _>(&body[..]).unwrap().loaded()
+        };
+        let a = decode("arn:aws:iam::111122223333:role/app", 1.0);
+        assert!(a.id.starts_with("AROA") && a.id.len() == 21 && a.policy.is_none() && a.identity.is_none());
+        assert_eq!(decode("arn:aws:iam::111122223333:role/app", 1.0).id, a.id, "stable across reads");
+        assert_ne!(decode("arn:aws:iam::111122223333:role/app", 2.0).id, a.id, "a re-created one differs");
+    }
+
+    #[test]
+    fn identity_policies_are_parsed_on_load_and_checked_on_write() {
+        let text = r#"{"Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}]}"#;
+        let p = Principal {
+            arn: "arn:aws:iam::111122223333:user/a".into(),
+            admin: false,
+            creation_date: 1.0,
+            id: "AIDAAAAAAAAAAAAAAAAAA".into(),
+            policy: Some(text.into()),
+            identity: None,
+        }
+        .loaded();
+        assert!(p.identity.is_some() && p.id == "AIDAAAAAAAAAAAAAAAAAA");
+        assert!(check_identity_policy(text).is_ok());
+        for bad in [
+            "",
+            r#"{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}"#,
+            r#"{"Statement": [{"Effect": "Allow", "NotPrincipal": {"AWS": "111122223333"}, "Action": "kms:*", "Resource": "*"}]}"#,
+        ] {
+            assert!(matches!(check_identity_policy(bad), Err(Error::MalformedPolicyDocument(_))), "{bad}");
+        }
+        let long = format!(
+            r#"{{"Statement": [{{"Sid": "{}", "Effect": "Allow", "Action": "kms:*", "Resource": "*"}}]}}"#,
+            "a".repeat(MAX_IDENTITY_POLICY)
+        );
+        assert!(matches!(check_identity_policy(&long), Err(Error::MalformedPolicyDocument(_))));
     }
 }

@@ -1564,3 +1564,60 @@ fn wildcard_patterns_are_bounded() {
         "Condition": {"StringLike": {"kms:EncryptionContext:a": "*".repeat(wildcard::MAX_PATTERN_CHARS)}}}]});
     assert!(Policy::parse(&ok.to_string()).is_ok());
 }
+
+/// Review item 15: a bound policy's ARN entries match only the principal with the id they were bound to.
+#[test]
+fn bound_arn_entries_need_the_same_unique_id() {
+    let doc = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": alice()}, "Action": "kms:*",
+        "Resource": "*"}]});
+    let bound = parse(&doc).bind(Some(std::sync::Arc::new([(alice(), "AIDAFIRSTFIRSTFIRST01".to_owned())].into())));
+    let mut first = req("kms:Decrypt");
+    first.set_principal_id("AIDAFIRSTFIRSTFIRST01");
+    let mut reborn = req("kms:Decrypt");
+    reborn.set_principal_id("AIDASECONDSECONDSEC02");
+    assert_eq!(eval(&bound, &first), Decision::Allow);
+    assert_eq!(eval(&bound, &reborn), Decision::NotAllowed);
+    assert_eq!(eval(&bound, &req("kms:Decrypt")), Decision::NotAllowed, "no id at all");
+    assert_eq!(eval(&parse(&doc), &reborn), Decision::Allow, "unbound (legacy) policies compare ARNs alone");
+    // NotPrincipal: the re-created principal is not the excluded one.
+    let deny = json!({"Statement": [{"Effect": "Deny", "NotPrincipal": {"AWS": alice()}, "Action": "*",
+        "Resource": "*"}]});
+    let deny = parse(&deny).bind(Some(std::sync::Arc::new([(alice(), "AIDAFIRSTFIRSTFIRST01".to_owned())].into())));
+    assert_eq!(eval(&deny, &first), Decision::NotAllowed);
+    assert_eq!(eval(&deny, &reborn), Decision::Deny);
+    assert_eq!(first.values("aws:userid"), Some(&["AIDAFIRSTFIRSTFIRST01".to_owned()][..]));
+}
+
+/// Review item 6: whether a key-policy Allow names the caller directly or only through its account.
+#[test]
+fn key_policy_allows_directly_or_through_the_account() {
+    let by_account =
+        parse(&json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCT}:root")},
+        "Action": "kms:*", "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&by_account, &req("kms:Encrypt")), (Decision::Allow, false));
+    let by_arn = parse(&json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": alice()}, "Action": "kms:*",
+        "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&by_arn, &req("kms:Encrypt")), (Decision::Allow, true));
+    let anyone =
+        parse(&json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&anyone, &req("kms:Encrypt")), (Decision::Allow, true));
+    let both = parse(&json!({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCT}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": alice()}, "Action": "kms:Decrypt", "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&both, &req("kms:Encrypt")), (Decision::Allow, false));
+    assert_eq!(evaluate_key_policy(&both, &req("kms:Decrypt")), (Decision::Allow, true));
+    // Identity policies name no principal: every statement applies to the principal they are attached to.
+    let identity =
+        Policy::parse_identity(r#"{"Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}]}"#)
+            .unwrap();
+    assert_eq!(eval(&identity, &req("kms:Encrypt")), Decision::Allow);
+    assert_eq!(eval(&identity, &req("kms:Decrypt")), Decision::NotAllowed);
+    assert!(
+        Policy::parse_identity(
+            &json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*",
+        "Resource": "*"}]})
+            .to_string()
+        )
+        .is_err()
+    );
+}

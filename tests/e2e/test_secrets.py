@@ -99,6 +99,25 @@ def exercised(tmp_path_factory, host_bin):
             result.secrets.append((f"encrypted plaintext #{i}", plaintext))
         for i in range(10):
             result.secrets.append((f"random #{i}", kms.generate_random(NumberOfBytes=32)["Plaintext"]))
+        # A principal authorized by an identity policy (and its unique id bound into a key policy): neither its
+        # secret access key nor what it decrypts may show up anywhere.
+        from test_access import call_ok, make_principal, policy
+        from test_protocol import RawClient
+        raw = RawClient(srv)
+        account = call_ok(raw, "EnclaveKms.GetCallerIdentity", {})["Account"]
+        app = make_principal(raw, srv, f"arn:aws:iam::{account}:role/{unique('app')}", identity={
+            "Statement": [{"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*"}]})
+        result.secrets.append(("identity-policy principal's secret access key", app.secret.encode()))
+        bound = kms.create_key(Policy=policy(
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"}, "Action": "kms:*",
+             "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": app.arn}, "Action": "kms:Decrypt", "Resource": "*"}))
+        resp = app.kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")
+        result.secrets.append(("data key by identity policy", resp["Plaintext"]))
+        plaintext = os.urandom(48)
+        blob = kms.encrypt(KeyId=bound["KeyMetadata"]["KeyId"], Plaintext=plaintext)["CiphertextBlob"]
+        assert app.kms.decrypt(CiphertextBlob=blob)["Plaintext"] == plaintext
+        result.secrets.append(("plaintext decrypted through a bound key policy", plaintext))
 
         result.access_key, result.secret_key = srv.credentials()
         result.files_running = read_tree(srv.data_dir)
@@ -114,7 +133,7 @@ def test_store_exists_and_is_scanned(exercised):
     for files in (exercised.files_running, exercised.files_stopped):
         assert files.get("kms.sqlite3"), f"kms.sqlite3 missing or empty; scanned {sorted(files)}"
         assert CREDENTIALS_FILE not in files
-    assert len(exercised.secrets) == 100
+    assert len(exercised.secrets) == 103
 
 
 def test_no_key_material_in_data_dir_while_running(exercised):

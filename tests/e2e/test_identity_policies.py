@@ -251,3 +251,17 @@ def test_a_key_policy_naming_no_existing_principal_is_refused(admin, account):
     key = admin.create_key(Description="put")["KeyMetadata"]["KeyId"]
     assert_client_error("MalformedPolicyDocumentException", admin.put_key_policy, KeyId=key, PolicyName="default",
                         Policy=text)
+
+
+def test_policies_can_name_the_unique_id_with_aws_userid(srv, admin, admin_raw, account):
+    p = new_principal(srv, admin_raw, account)
+    pid = call_ok(p.raw, "EnclaveKms.GetCallerIdentity", {})["UserId"]
+    text = policy({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"}, "Action": "kms:*",
+                   "Resource": "*"},
+                  {"Effect": "Allow", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+                   "Condition": {"StringEquals": {"aws:userid": pid}}})
+    key = admin.create_key(Policy=text)["KeyMetadata"]["KeyId"]
+    p.kms.encrypt(KeyId=key, Plaintext=b"x")
+    call_ok(admin_raw, "EnclaveKms.DeletePrincipal", {"PrincipalArn": p.arn})
+    again = make_principal(admin_raw, srv, p.arn)
+    denied(again.kms.encrypt, KeyId=key, Plaintext=b"x")

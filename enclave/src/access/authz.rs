@@ -153,6 +153,7 @@ fn wire_name(v: &impl serde::Serialize) -> Option<String> {
 /// Condition keys of the caller and the connection, on every request.
 fn caller_keys(ctx: &mut RequestContext, caller: &Caller, now_unix: u64) {
     ctx.set("aws:SecureTransport", ["true"]);
+    ctx.set(keys::USER_ID, [caller.id()]);
     ctx.set("aws:EpochTime", [now_unix.to_string()]);
     ctx.set("aws:CurrentTime", [crate::calendar::iso8601(now_unix)]);
     ctx.set("aws:PrincipalType", [if caller.arn().contains(":role/") { "AssumedRole" } else { "User" }]);

@@ -283,11 +283,10 @@ impl RequestContext {
         self.values(keys::RECIPIENT_IMAGE_SHA384).is_some()
     }
 
-    /// Sets the caller's unique id (`AIDA…`/`AROA…`): what a bound policy's ARN entries are checked against, and
-    /// `aws:userid`.
+    /// Sets the caller's unique id (`AIDA…`/`AROA…`): what a bound policy's ARN entries are checked against. The
+    /// condition key `aws:userid` is set apart (only when a policy has conditions).
     pub fn set_principal_id(&mut self, id: &str) -> &mut Self {
-        self.principal_id = id.to_owned();
-        self.set(keys::USER_ID, [id]);
+        id.clone_into(&mut self.principal_id);
         self
     }
 

@@ -65,7 +65,7 @@ impl PolicyCache {
         let (policy, conditional) = match shared {
             Some(hit) => hit,
             None => {
-                let policy = match Policy::parse(&key.meta.policy) {
+                let policy = match Policy::parse_stored(&key.meta.policy) {
                     Ok(p) => Some(Arc::new(p.bind(key.meta.policy_principals.clone().map(Arc::new)))),
                     Err(e) => {
                         // Stored policies were checked when they were written; one that no longer parses allows

@@ -129,13 +129,6 @@ pub(crate) fn parse_block(value: Json) -> Result<Vec<Condition>, PolicyError> {
             if key.is_empty() {
                 return Err(malformed("Empty condition key"));
             }
-            if !super::keys::is_supported(&key) {
-                return Err(malformed(format!(
-                    "Condition key {} is not supported by this key service: it is never set, so a condition on it \
-                     would never apply as written",
-                    truncate(&key)
-                )));
-            }
             let raw = scalar_list(v, &key)?;
             let values = typed_values(operator, raw, &key)?;
             out.push(Condition { qualifier, operator, negated, if_exists, key, values });
@@ -164,13 +157,7 @@ fn typed_values(op: Operator, raw: Vec<String>, key: &str) -> Result<Values, Pol
     use Operator::*;
     let bad = |what: &str| malformed(format!("Condition key {} needs {what} values", truncate(key)));
     Ok(match op {
-        StringLike | ArnLike => {
-            for v in &raw {
-                super::document::check_pattern_len(v, &format!("Condition key {}", truncate(key)))?;
-            }
-            Values::Strings(raw)
-        }
-        StringEquals | StringEqualsIgnoreCase => Values::Strings(raw),
+        StringEquals | StringEqualsIgnoreCase | StringLike | ArnLike => Values::Strings(raw),
         NumericEquals | NumericLessThan | NumericLessThanEquals | NumericGreaterThan | NumericGreaterThanEquals => {
             Values::Numbers(raw.iter().map(|s| parse_number(s)).collect::<Option<_>>().ok_or_else(|| bad("numeric"))?)
         }
@@ -184,6 +171,25 @@ fn typed_values(op: Operator, raw: Vec<String>, key: &str) -> Result<Values, Pol
 }
 
 impl Condition {
+    /// The checks a policy being written must also pass (stored policies are read without them, so that a policy
+    /// accepted before they existed keeps its meaning and can still be replaced): the key is one this service sets,
+    /// and wildcard values are bounded.
+    pub(crate) fn check_new_rules(&self) -> Result<(), PolicyError> {
+        if !super::keys::is_supported(&self.key) {
+            return Err(malformed(format!(
+                "Condition key {} is not supported by this key service: it is never set, so a condition on it would \
+                 never apply as written",
+                truncate(&self.key)
+            )));
+        }
+        if let (Values::Strings(vs), Operator::StringLike | Operator::ArnLike) = (&self.values, self.operator) {
+            for v in vs {
+                super::document::check_pattern_len(v, &format!("Condition key {}", truncate(&self.key)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The operator (before negation).
     pub fn operator(&self) -> Operator {
         self.operator

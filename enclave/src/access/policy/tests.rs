@@ -1508,6 +1508,10 @@ fn condition_keys_the_service_never_sets_are_refused() {
         };
         assert!(m.contains(key) && m.contains("not supported"), "{key}: {m}");
     }
+    // A stored policy from before the check still reads (its condition on a key never set stays false).
+    let old = with_key("StringEquals", "aws:SourceVpce");
+    let stored = Policy::parse_stored(&old.to_string()).unwrap();
+    assert_eq!(eval(&stored, &req("kms:Decrypt")), Decision::NotAllowed);
     for key in [
         "aws:PrincipalArn",
         "AWS:PRINCIPALARN",
@@ -1557,6 +1561,7 @@ fn wildcard_patterns_are_bounded() {
     let long = format!("arn:aws:kms:*:{}", "a".repeat(wildcard::MAX_PATTERN_CHARS));
     let resource = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": long}]});
     assert!(matches!(Policy::parse(&resource.to_string()), Err(PolicyError::Malformed(m)) if m.contains("longer")));
+    assert!(Policy::parse_stored(&resource.to_string()).is_ok(), "stored policies keep working");
     let like = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
         "Condition": {"StringLike": {"kms:EncryptionContext:a": "*".repeat(wildcard::MAX_PATTERN_CHARS + 1)}}}]});
     assert!(matches!(Policy::parse(&like.to_string()), Err(PolicyError::Malformed(m)) if m.contains("longer")));

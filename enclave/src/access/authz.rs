@@ -175,8 +175,9 @@ fn common(ctx: &mut RequestContext, caller: &Caller, key: &Key, now_unix: u64) {
     }
 }
 
-/// Decides `action` (e.g. `kms:Decrypt`) by `caller` on `key` with its key policy. `extra` adds the operation's
-/// condition keys; it runs only when the policy has conditions. `AccessDeniedException` unless allowed.
+/// Decides `action` (e.g. `kms:Decrypt`) by `caller` on `key` with its key policy and the caller's identity policy
+/// (the rule is in the module documentation). `extra` adds the operation's condition keys; it runs only when one of
+/// the policies has conditions. `AccessDeniedException` unless allowed.
 pub fn authorize(
     svc: &crate::service::Service,
     caller: &Caller,
@@ -241,8 +242,7 @@ pub fn check_attestation_gate(policy: &Policy, key_arn: &str) -> Result<(), Erro
 }
 
 /// The policy-lockout safety check of CreateKey and PutKeyPolicy: the new policy must allow the caller to change
-/// the policy again (`kms:PutKeyPolicy`), unless the caller bypasses the check.
-/// `policy` is bound to the principal ids it will be saved with; the caller must stay able to put the policy by the
+/// the policy again (`kms:PutKeyPolicy`), unless the caller bypasses the check. `policy` is bound to the principal ids it will be saved with; the caller must stay able to put the policy by the
 /// key policy (and, when the key policy reaches it only through its account, by its identity policy).
 pub fn check_lockout(caller: &Caller, policy: &Policy, key_arn: &str) -> Result<(), Error> {
     let mut ctx = RequestContext::new(caller.arn(), caller.account(), "kms:PutKeyPolicy", key_arn)

@@ -33,13 +33,15 @@ pub struct Settings {
     pub tls_names: Vec<String>,
     /// Most unwrapped keys cached.
     pub key_cache: usize,
+    /// The host-relayed stream to the upstream service (custody `upstream`).
+    pub upstream: Option<StorageTarget>,
 }
 
 /// The boot configuration, then the domain key from its source.
 async fn establish(channel: &Channel, nsm: &dyn Nsm, settings: &Settings) -> Result<custody::Established, Error> {
     let config = custody::boot_config(channel).await?;
     tracing::info!(source = config.source.name(), init = config.init, "boot configuration received");
-    let cx = custody::Context { channel, nsm, config: &config };
+    let cx = custody::Context { channel, nsm, config: &config, upstream: settings.upstream.as_ref() };
     custody::establish(&cx, &settings.scope.user_arn(custody::ADMIN_NAME)).await
 }
 

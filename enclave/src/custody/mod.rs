@@ -17,6 +17,7 @@
 
 #[cfg(feature = "simulator")]
 mod local;
+pub mod upstream;
 
 use crate::crypto::secret::{Key256, SecretString};
 use crate::error::Error;
@@ -96,6 +97,8 @@ pub struct Context<'a> {
     pub nsm: &'a dyn Nsm,
     /// The host's instructions.
     pub config: &'a BootConfig,
+    /// The host-relayed byte stream to the upstream service, when this enclave has one.
+    pub upstream: Option<&'a crate::net::transport::StorageTarget>,
 }
 
 /// A domain-key source, chosen by the host's boot configuration.
@@ -137,7 +140,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::load(cx).await,
-            Self::Upstream | Self::Quorum => Err(self.not_built()),
+            Self::Upstream => upstream::load(cx).await,
+            Self::Quorum => Err(self.not_built()),
         }
     }
 
@@ -146,7 +150,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::create(cx),
-            Self::Upstream | Self::Quorum => Err(self.not_built()),
+            Self::Upstream => upstream::create(cx).await,
+            Self::Quorum => Err(self.not_built()),
         }
     }
 
@@ -155,7 +160,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::commit(cx, commit).await,
-            Self::Upstream | Self::Quorum => Err(self.not_built()),
+            Self::Upstream => upstream::commit(cx, commit).await,
+            Self::Quorum => Err(self.not_built()),
         }
     }
 
@@ -314,6 +320,14 @@ async fn reopen(cx: &Context<'_>, source: &Source, key: Key256) -> Result<Establ
             "this data directory was initialised with --domain-key {}, not {}",
             body.settings.source.name(),
             cx.config.source.name()
+        )));
+    }
+    let named = cx.config.upstream.as_ref().map(|u| u.key_id.as_str());
+    if body.settings.source == DomainKeySource::Upstream && body.settings.upstream_key_id.as_deref() != named {
+        return Err(Error::Internal(format!(
+            "this data directory was initialised with upstream key {}, not {}",
+            body.settings.upstream_key_id.as_deref().unwrap_or("?"),
+            named.unwrap_or("?")
         )));
     }
     let pending = match (body.phase, body.pending_admin.take()) {

@@ -189,7 +189,7 @@ pub fn boot_config(args: &CustodyArgs, dev: bool, auto_init: bool) -> Result<Boo
             region,
             access_key_id: creds.access_key_id.clone(),
             secret_access_key: creds.secret_access_key.clone(),
-            session_token: None,
+            session_token: session_token(&text, "default"),
             ca_pem,
         })
     } else {
@@ -210,6 +210,22 @@ pub fn boot_config(args: &CustodyArgs, dev: bool, auto_init: bool) -> Result<Boo
     };
     config.validate()?;
     Ok(config)
+}
+
+/// `aws_session_token` of `profile` in a shared-credentials file (temporary credentials, e.g. an instance role's).
+fn session_token(text: &str, profile: &str) -> Option<String> {
+    let mut in_profile = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_profile = section.trim() == profile;
+        } else if in_profile
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == "aws_session_token"
+        {
+            return Some(v.trim().to_owned()).filter(|t| !t.is_empty());
+        }
+    }
+    None
 }
 
 /// `HOST:PORT` of an `https://HOST[:PORT]` endpoint (the only address the upstream relay connects to).
@@ -450,6 +466,9 @@ mod tests {
         assert!(boot_config(&up, true, false).unwrap_err().contains("profile [default]"));
         std::fs::write(&creds, "[default]\naws_access_key_id = A\naws_secret_access_key = B\n").unwrap();
         let c = boot_config(&up, true, false).unwrap();
-        assert_eq!(c.upstream.unwrap().region, "eu-west-1");
+        assert_eq!(c.upstream.as_ref().unwrap().region, "eu-west-1");
+        assert_eq!(c.upstream.unwrap().session_token, None);
+        std::fs::write(&creds, "[default]\naws_access_key_id = A\naws_secret_access_key = B\naws_session_token = T1\n[x]\naws_session_token = T2\n").unwrap();
+        assert_eq!(boot_config(&up, true, false).unwrap().upstream.unwrap().session_token.as_deref(), Some("T1"));
     }
 }

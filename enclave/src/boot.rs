@@ -22,9 +22,6 @@ const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 /// 10 ms of CPU per page) and would otherwise hold a runtime worker for seconds at a time.
 const SWEEP_PACE: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Most client connections served at once.
-const MAX_CONNECTIONS: usize = 4096;
-
 /// How this enclave runs.
 pub struct Settings {
     /// Region and account of ARNs.
@@ -35,6 +32,8 @@ pub struct Settings {
     pub key_cache: usize,
     /// The host-relayed stream to the upstream service (custody `upstream`).
     pub upstream: Option<StorageTarget>,
+    /// Connection, time and memory bounds of the client side.
+    pub limits: crate::net::limits::Limits,
 }
 
 /// The boot configuration, then the domain key from its source.
@@ -50,9 +49,9 @@ async fn establish(channel: &Channel, nsm: &dyn Nsm, settings: &Settings) -> Res
 async fn start(
     channel: &Channel,
     nsm: Box<dyn Nsm>,
-    settings: Settings,
+    settings: &Settings,
 ) -> Result<(Arc<Service>, crate::net::tls::TlsIdentity, custody::Established), Error> {
-    let est = establish(channel, nsm.as_ref(), &settings).await?;
+    let est = establish(channel, nsm.as_ref(), settings).await?;
     let records = est.records.clone();
     #[cfg(feature = "simulator")]
     let label = if nsm.is_simulated() { "INSECURE simulator" } else { "Nitro" };
@@ -80,8 +79,9 @@ async fn start(
             records.derive_key(b"enclave-kms recipient nonce MAC v1"),
         ),
         records: records.clone(),
-        scope: settings.scope,
+        scope: settings.scope.clone(),
         clock,
+        keygen: crate::crypto::keygen::KeygenGate::per_vcpu(settings.limits.rsa_per_principal),
     });
 
     // The bootstrap admin is created only while the custody record says "initialising" (custody/mod.rs), with the
@@ -115,7 +115,7 @@ pub async fn run(
         storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
     let (channel, mut dead) = Channel::start(stream);
 
-    let started = start(&channel, nsm, settings).await;
+    let started = start(&channel, nsm, &settings).await;
     let (svc, tls, mut est) = match started {
         Ok(s) => s,
         Err(e) => {
@@ -151,7 +151,10 @@ pub async fn run(
     });
 
     let acceptor = TlsAcceptor::from(tls.config.clone());
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = Arc::new(crate::net::limits::Gate::new(settings.limits));
+    let limit = Arc::new(Semaphore::new(gate.limits.max_connections));
+    // Connections over the limit are answered (ThrottlingException) by at most this many tasks, then dropped.
+    let overflow = Arc::new(Semaphore::new(gate.limits.overflow_connections));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Internal(format!("signal handler: {e}")))?;
     loop {
@@ -165,12 +168,22 @@ pub async fn run(
                     Err(e) => { tracing::warn!(error = %e, "accept failed"); continue }
                 };
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!("connection limit reached; dropping a connection");
+                    let Ok(spare) = overflow.clone().try_acquire_owned() else {
+                        tracing::warn!("connection limit reached and no capacity to answer; dropping a connection");
+                        continue;
+                    };
+                    tracing::warn!("connection limit reached; answering ThrottlingException");
+                    let acceptor = acceptor.clone();
+                    let error = Error::Throttling("Rate exceeded: too many connections; retry later".into());
+                    tokio::spawn(async move {
+                        crate::net::server::refuse_connection(stream, acceptor, error).await;
+                        drop(spare);
+                    });
                     continue;
                 };
-                let (acceptor, svc) = (acceptor.clone(), svc.clone());
+                let (acceptor, svc, gate) = (acceptor.clone(), svc.clone(), gate.clone());
                 tokio::spawn(async move {
-                    crate::net::server::connection(stream, acceptor, svc).await;
+                    crate::net::server::connection(stream, acceptor, svc, gate).await;
                     drop(permit);
                 });
             }

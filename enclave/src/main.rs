@@ -87,6 +87,7 @@ fn settings(c: &Common) -> Result<Settings, String> {
         tls_names: names,
         key_cache: c.key_cache,
         upstream: None,
+        limits: kms_enclave::net::limits::Limits::default(),
     })
 }
 
@@ -107,6 +108,12 @@ fn main() -> ExitCode {
         Mode::Simulator { common, .. } => common,
     };
     let mut settings = match settings(common) {
+        // Simulator mode only: tests shorten the network limits through KMS_ENCLAVE_TEST_* variables.
+        #[cfg(feature = "simulator")]
+        Ok(mut s) if matches!(cli.mode, Mode::Simulator { .. }) => {
+            s.limits = s.limits.with_test_overrides(|k| std::env::var(k).ok());
+            s
+        }
         Ok(s) => s,
         Err(e) => {
             eprintln!("kms-enclave: {e}");

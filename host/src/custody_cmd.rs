@@ -332,7 +332,7 @@ pub fn open_bootstrap(data_dir: &Path, private_key: &Path, out: &Path) -> Result
         .map_err(|_| format!("{}: bad Sealed", path.display()))?;
     let key = crate::open_recipient::parse_p384_private_key(&read_bounded(private_key, "--private-key")?)?;
     let info = [BOOTSTRAP_INFO, &digest].concat();
-    let plain = crate::open_recipient::open_hpke_info(&key, &info, &sealed).map_err(|_| {
+    let plain = crate::open_recipient::open_hpke_info(&key, &info, b"", &sealed).map_err(|_| {
         format!(
             "cannot open {}: not sealed to this private key, or the file was altered (settings digest included)",
             path.display()

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::state::store::Records;
 use kms_shared::storage::RecordKind;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroize;
 
@@ -95,10 +95,22 @@ pub fn plausible_access_key_id(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// Most unknown access key ids remembered (about 200 KiB at most).
+pub const NEGATIVE_CAP: usize = 4096;
+
+/// Access key ids the store does not hold, so that requests naming one again cost no storage read.
+struct Unknown {
+    ids: HashSet<String>,
+    /// Bumped by every create: a lookup that read "absent" before a create finished must not record it afterwards.
+    generation: u64,
+}
+
 /// All access keys.
 pub struct Credentials {
     records: Arc<Records>,
-    cache: Mutex<HashMap<String, Arc<Credential>>>,
+    cache: Mutex<HashMap<String, (u64, Arc<Credential>)>>,
+    unknown: Mutex<Unknown>,
+    negative_cap: usize,
 }
 
 /// A fresh access key id and secret, not yet stored.
@@ -109,17 +121,49 @@ pub fn generate() -> Result<(String, SecretString), Error> {
 impl Credentials {
     /// Access keys over `records`.
     pub fn new(records: Arc<Records>) -> Self {
-        Self { records, cache: Mutex::new(HashMap::new()) }
+        Self::with_negative_cap(records, NEGATIVE_CAP)
     }
 
-    /// The access key `akid`, if it exists.
+    /// Access keys remembering at most `negative_cap` unknown ids.
+    pub fn with_negative_cap(records: Arc<Records>, negative_cap: usize) -> Self {
+        Self {
+            records,
+            cache: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(Unknown { ids: HashSet::new(), generation: 0 }),
+            negative_cap: negative_cap.max(1),
+        }
+    }
+
+    /// The access key `akid`, if it exists. Unknown ids are remembered (bounded, forgotten when any access key is
+    /// created), so unauthenticated requests repeating one cost no storage read.
     pub async fn get(&self, akid: &str) -> Result<Option<Arc<Credential>>, Error> {
         if !plausible_access_key_id(akid) {
             return Ok(None);
         }
-        if let Some(c) = self.cache.lock().ok().and_then(|c| c.get(akid).cloned()) {
+        if let Some((_, c)) = self.cache.lock().ok().and_then(|c| c.get(akid).cloned()) {
             return Ok(Some(c));
         }
+        let generation = {
+            let Ok(u) = self.unknown.lock() else { return Err(Error::Internal("lock poisoned".into())) };
+            if u.ids.contains(akid) {
+                return Ok(None);
+            }
+            u.generation
+        };
+        match self.load(akid).await? {
+            Some((version, cred)) => {
+                self.install(version, cred.clone());
+                Ok(Some(cred))
+            }
+            None => {
+                self.remember_unknown(akid, generation);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads and decodes an access key record: its version and the credential.
+    async fn load(&self, akid: &str) -> Result<Option<(u64, Arc<Credential>)>, Error> {
         let Some(opened) = self.records.get(RecordKind::Credential, akid).await? else { return Ok(None) };
         let mut body: BodyIn = ciborium::from_reader(&opened.body[..])
             .map_err(|_| Error::Internal(format!("undecodable credential {akid}")))?;
@@ -130,10 +174,35 @@ impl Credentials {
             secret: SecretString::new(std::mem::take(&mut body.secret)),
             signing: Mutex::new(None),
         });
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(akid.to_owned(), cred.clone());
+        Ok(Some((opened.version, cred)))
+    }
+
+    /// Caches a loaded credential unless a newer version is cached or the store's marks know a newer version or its
+    /// deletion (checked under the cache lock, so a lookup that raced a DeleteAccessKey cannot revive the key in the
+    /// cache). Returns whether it was cached.
+    fn install(&self, version: u64, cred: Arc<Credential>) -> bool {
+        let Ok(mut c) = self.cache.lock() else { return false };
+        let akid = cred.access_key_id.as_str();
+        if c.get(akid).is_some_and(|(v, _)| *v > version) || !self.records.admits(RecordKind::Credential, akid, version)
+        {
+            return false;
         }
-        Ok(Some(cred))
+        c.insert(akid.to_owned(), (version, cred));
+        true
+    }
+
+    fn remember_unknown(&self, akid: &str, generation: u64) {
+        let Ok(mut u) = self.unknown.lock() else { return };
+        if u.generation != generation {
+            return;
+        }
+        if u.ids.len() >= self.negative_cap
+            && let Some(victim) = u.ids.iter().next().cloned()
+        {
+            // HashSet iteration order is randomized per process: an arbitrary id is forgotten.
+            u.ids.remove(&victim);
+        }
+        u.ids.insert(akid.to_owned());
     }
 
     /// Creates an access key for `principal_arn`. Returns the id and the secret, which the caller shows once.
@@ -148,8 +217,20 @@ impl Credentials {
         let mut body = zeroize::Zeroizing::new(Vec::with_capacity(128));
         let out = BodyOut { principal_arn, secret: secret.expose_secret(), creation_date: now };
         ciborium::into_writer(&out, &mut *body).map_err(|e| Error::Internal(e.to_string()))?;
-        self.records.put(RecordKind::Credential, akid, None, &body).await?;
+        // The new id may be one remembered as unknown: forget them all before and after the write (a lookup that
+        // read "absent" before the write finished then cannot record it, whenever it started).
+        self.forget_unknown();
+        let put = self.records.put(RecordKind::Credential, akid, None, &body).await;
+        self.forget_unknown();
+        put?;
         Ok(())
+    }
+
+    fn forget_unknown(&self) {
+        if let Ok(mut u) = self.unknown.lock() {
+            u.ids.clear();
+            u.generation = u.generation.wrapping_add(1);
+        }
     }
 
     /// Deletes an access key; `false` if there is none. Requests signed with it fail from now on.
@@ -170,15 +251,17 @@ impl Credentials {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = self.records.list(RecordKind::Credential, after.as_deref(), 1000).await?;
-            for (id, opened) in &page {
-                let mut body: BodyIn = ciborium::from_reader(&opened.body[..])
-                    .map_err(|_| Error::Internal(format!("undecodable credential {id}")))?;
+            let page = self.records.list(RecordKind::Credential, after.as_deref(), 1000).await?;
+            for (id, opened) in &page.records {
+                let Ok(mut body) = ciborium::from_reader::<BodyIn, _>(&opened.body[..]) else {
+                    self.records.skip(RecordKind::Credential, id, &"undecodable credential");
+                    continue;
+                };
                 body.secret.zeroize();
                 out.push((id.clone(), std::mem::take(&mut body.principal_arn), body.creation_date));
             }
-            after = page.last().map(|(id, _)| id.clone());
-            if !more || after.is_none() {
+            after = page.last;
+            if !page.more || after.is_none() {
                 return Ok(out);
             }
         }
@@ -199,5 +282,49 @@ mod tests {
         assert!(plausible_access_key_id(&format!("AKIA{a}")));
         assert!(!plausible_access_key_id("short"));
         assert!(!plausible_access_key_id("AKIA/../../etc/passwd00"));
+    }
+
+    const ARN: &str = "arn:aws:iam::111122223333:user/alice";
+
+    /// Issue 12 item 5: a lookup that read an access key before DeleteAccessKey finished used to put it in the cache
+    /// afterwards, where it stayed valid until restart.
+    #[tokio::test]
+    async fn a_lookup_that_raced_a_delete_cannot_revive_the_key() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let creds = Credentials::new(host.records());
+        let (akid, _) = creds.create(ARN, 0.0).await.unwrap();
+        let (version, stale) = creds.load(&akid).await.unwrap().unwrap();
+        assert!(creds.delete(&akid).await.unwrap());
+        assert!(!creds.install(version, stale), "over the deletion mark");
+        assert!(creds.get(&akid).await.unwrap().is_none());
+    }
+
+    /// Issue 12 item 21: every request naming an unknown access key id used to cost a storage read.
+    #[tokio::test]
+    async fn unknown_ids_cost_one_read_until_a_key_is_created() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let creds = Credentials::with_negative_cap(host.records(), 3);
+        for _ in 0..500 {
+            assert!(creds.get("AKIAUNKNOWNUNKNOWN01").await.unwrap().is_none());
+        }
+        assert_eq!(host.gets(RecordKind::Credential), 1);
+        // Bounded: more unknown ids than the cap evict one another, and each costs a read.
+        for i in 0..10 {
+            assert!(creds.get(&format!("AKIAUNKNOWNUNKNOWN{i:02}")).await.unwrap().is_none());
+        }
+        assert!(creds.unknown.lock().unwrap().ids.len() <= 3);
+        // A create forgets them all: the new id is found, and unknown ids are read again once.
+        let before = host.gets(RecordKind::Credential);
+        let (akid, _) = creds.create(ARN, 0.0).await.unwrap();
+        assert!(creds.unknown.lock().unwrap().ids.is_empty());
+        assert!(creds.get(&akid).await.unwrap().is_some());
+        assert!(creds.get("AKIAUNKNOWNUNKNOWN01").await.unwrap().is_none());
+        assert!(creds.get("AKIAUNKNOWNUNKNOWN01").await.unwrap().is_none());
+        assert_eq!(host.gets(RecordKind::Credential), before + 2);
+        // A lookup that read "absent" before a create finished does not record it afterwards.
+        let generation = creds.unknown.lock().unwrap().generation;
+        creds.create(ARN, 0.0).await.unwrap();
+        creds.remember_unknown("AKIASTALEABSENTREAD0", generation);
+        assert!(!creds.unknown.lock().unwrap().ids.contains("AKIASTALEABSENTREAD0"));
     }
 }

@@ -131,17 +131,32 @@ impl Principals {
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(arn).cloned()) {
             return Ok(Some(hit));
         }
+        let Some(entry) = self.load(arn).await? else { return Ok(None) };
+        let _ = self.install(entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// Reads and decodes a principal record: its version and the principal.
+    async fn load(&self, arn: &str) -> Result<Option<(u64, Arc<Principal>)>, Error> {
         let Some(opened) = self.records.get(RecordKind::Principal, arn).await? else { return Ok(None) };
         let p: Principal = ciborium::from_reader(&opened.body[..])
             .map_err(|_| Error::Internal(format!("undecodable principal record {arn}")))?;
         if p.arn != arn {
             return Err(Error::Internal(format!("principal record {arn} names another principal")));
         }
-        let entry = (opened.version, Arc::new(p));
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(arn.to_owned(), entry.clone());
+        Ok(Some((opened.version, Arc::new(p))))
+    }
+
+    /// Caches a loaded principal unless a newer version is cached or the store's marks know a newer version or its
+    /// deletion (checked under the cache lock: a lookup that raced a delete cannot revive it in the cache).
+    fn install(&self, entry: (u64, Arc<Principal>)) -> bool {
+        let Ok(mut c) = self.cache.lock() else { return false };
+        let arn = entry.1.arn.as_str();
+        if c.get(arn).is_some_and(|(v, _)| *v > entry.0) || !self.records.admits(RecordKind::Principal, arn, entry.0) {
+            return false;
         }
-        Ok(Some(entry))
+        c.insert(arn.to_owned(), entry);
+        true
     }
 
     /// Creates a principal; `AlreadyExistsException` if it exists.
@@ -180,17 +195,15 @@ impl Principals {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = self.records.list(RecordKind::Principal, after.as_deref(), 1000).await?;
-            for (id, opened) in &page {
-                let p: Principal = ciborium::from_reader(&opened.body[..])
-                    .map_err(|_| Error::Internal(format!("undecodable principal record {id}")))?;
-                if p.arn != *id {
-                    return Err(Error::Internal(format!("principal record {id} names another principal")));
+            let page = self.records.list(RecordKind::Principal, after.as_deref(), 1000).await?;
+            for (id, opened) in &page.records {
+                match ciborium::from_reader::<Principal, _>(&opened.body[..]) {
+                    Ok(p) if p.arn == *id => out.push(p),
+                    _ => self.records.skip(RecordKind::Principal, id, &"undecodable or names another principal"),
                 }
-                out.push(p);
             }
-            after = page.last().map(|(id, _)| id.clone());
-            if !more || after.is_none() {
+            after = page.last;
+            if !page.more || after.is_none() {
                 return Ok(out);
             }
         }
@@ -212,8 +225,22 @@ pub fn principal_not_found(arn: &str) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Issue 12 item 5: a lookup that read a principal before DeletePrincipal finished used to cache it afterwards.
+    #[tokio::test]
+    async fn a_lookup_that_raced_a_delete_cannot_revive_the_principal() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let principals = Principals::new(host.records());
+        let arn = "arn:aws:iam::111122223333:user/alice";
+        principals.create(arn, false, 0.0).await.unwrap();
+        let stale = principals.load(arn).await.unwrap().unwrap();
+        principals.delete(arn).await.unwrap();
+        assert!(!principals.install(stale));
+        assert!(principals.get(arn).await.unwrap().is_none());
+    }
 
     #[test]
     fn arns() {

@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::service::Service;
 use crate::state::aliases::validate_name;
 use crate::state::ids::parse_direct_key_ref;
+use crate::state::keys::Lookup;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -39,18 +40,23 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, update: bool) -> 
     Ok(b"{}".to_vec())
 }
 
-/// Authorizes `action` on the live key an existing alias points to (nothing to check if the alias is missing, which
-/// the operation then reports, or its key is gone).
+/// Authorizes `action` on the key an existing alias points to. Nothing to check if the alias is missing (which the
+/// operation then reports) or a tombstone proves its key destroyed. A target the store answers "unknown" for, with no
+/// tombstone, fails closed: keys are never deleted without a tombstone, so only a host hiding the key's record gets
+/// there, and skipping the check would let a caller without rights on the victim key take its alias.
 pub async fn authorize_current_target(
     svc: &Service,
     caller: &Caller,
     name: &str,
     action: &'static str,
 ) -> Result<(), Error> {
-    if let Some(alias) = svc.aliases.get(name).await?
-        && let Some(current) = svc.keys.get(&alias.target_key_id).await?
-    {
-        crate::access::authz::authorize(svc, caller, &current, action, |_| {})?;
+    let Some(alias) = svc.aliases.get(name).await? else { return Ok(()) };
+    match svc.keys.lookup(&alias.target_key_id).await? {
+        Lookup::Live(current) => crate::access::authz::authorize(svc, caller, &current, action, |_| {}),
+        Lookup::Destroyed => Ok(()),
+        Lookup::Unknown => Err(Error::Internal(format!(
+            "alias {name} targets key {} which the store does not hold and no tombstone proves destroyed",
+            alias.target_key_id
+        ))),
     }
-    Ok(())
 }

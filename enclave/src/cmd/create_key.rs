@@ -125,7 +125,14 @@ pub fn tags(tags: Option<Vec<Tag>>) -> Result<Vec<(String, String)>, Error> {
     check_tags(tags.unwrap_or_default())
 }
 
-/// Checks tags of one request by AWS's rules (at most 50, lengths, `aws:` prefix, no duplicate keys).
+/// Whether two tag keys name the same condition key (`aws:ResourceTag/KEY` and `aws:RequestTag/KEY` match keys
+/// ignoring case, as the policy engine does), so that one could shadow the other.
+pub fn same_tag_key(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
+}
+
+/// Checks tags of one request by AWS's rules (at most 50, lengths, `aws:` prefix in any case, no two keys equal
+/// ignoring case: they would land on one condition key, and the later would shadow the earlier in an ABAC policy).
 pub fn check_tags(tags: Vec<Tag>) -> Result<Vec<(String, String)>, Error> {
     if tags.len() > MAX_TAGS {
         return Err(Error::Tag(format!("A key can have at most {MAX_TAGS} tags")));
@@ -141,11 +148,11 @@ pub fn check_tags(tags: Vec<Tag>) -> Result<Vec<(String, String)>, Error> {
         if v.chars().count() > 256 {
             return Err(constraint(&v, "tags.member.tagValue", "Member must have length between 0 and 256"));
         }
-        if k.starts_with("aws:") {
+        if k.as_bytes().get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"aws:")) {
             return Err(Error::Tag(format!("Tag keys beginning with 'aws:' are reserved: {k}")));
         }
-        if !seen.insert(k.clone()) {
-            return Err(Error::Tag(format!("Duplicate tag key: {k}")));
+        if !seen.insert(k.to_lowercase()) {
+            return Err(Error::Tag(format!("Duplicate tag key (tag keys are compared ignoring case): {k}")));
         }
         out.push((k, v));
     }
@@ -225,7 +232,32 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         rotations: Vec::new(),
         imported: None,
     };
+    // RSA generation is bounded per vCPU and per principal (ThrottlingException past the principal's limit).
+    let _ticket =
+        if meta.key_spec.name().starts_with("RSA_") { Some(svc.keygen.ticket(caller.arn()).await?) } else { None };
     let key = svc.keys.create(meta).await?;
     tracing::info!(key_id = %key.meta.key_id, "key created");
     respond(Response { key_metadata: metadata(svc, &key) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(k: &str) -> Tag {
+        Tag { tag_key: Some(k.into()), tag_value: Some("v".into()) }
+    }
+
+    /// Issue 12 item 3: `classification` and `Classification` land on one condition key.
+    #[test]
+    fn tag_keys_equal_ignoring_case_and_any_case_of_aws_prefix_are_refused() {
+        assert!(check_tags(vec![tag("classification"), tag("project")]).is_ok());
+        assert!(matches!(check_tags(vec![tag("classification"), tag("Classification")]), Err(Error::Tag(_))));
+        assert!(matches!(check_tags(vec![tag("ÄRGER"), tag("ärger")]), Err(Error::Tag(_))));
+        for reserved in ["aws:key1", "AWS:key1", "Aws:key1"] {
+            assert!(matches!(check_tags(vec![tag(reserved)]), Err(Error::Tag(_))), "{reserved}");
+        }
+        assert!(check_tags(vec![tag("awsome"), tag("aw")]).is_ok());
+        assert!(same_tag_key("Team", "tEAM") && !same_tag_key("team", "teams"));
+    }
 }

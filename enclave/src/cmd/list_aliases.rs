@@ -54,18 +54,29 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     // Without a filter one page suffices; with one, scan store pages until the page is full or the store is done.
     while more && out.len() < limit as usize {
         let want = limit - u32::try_from(out.len()).unwrap_or(limit);
-        let (page, page_more) = svc.aliases.list(after.as_deref(), want).await?;
+        let (page, last, page_more) = svc.aliases.list(after.as_deref(), want).await?;
         more = page_more;
-        let Some(last) = page.last().map(|a| a.name.clone()) else { break };
+        // Continue after the last record listed, even one skipped because it failed its checks.
+        let Some(last) = last else { break };
         after = Some(last);
         for a in page {
             if filter.as_deref().is_some_and(|f| a.target_key_id != f) {
                 continue;
             }
             // The aliases of a destroyed key are deleted, as AWS deletes them with the key.
-            if matches!(svc.keys.lookup(&a.target_key_id).await?, Lookup::Destroyed) {
-                svc.aliases.delete_if_targets(&a.name, &a.target_key_id).await?;
-                continue;
+            // A target key whose record fails its checks does not take the listing down: the alias is listed, and
+            // the key answers KMSInternalException on its own.
+            match svc.keys.lookup(&a.target_key_id).await {
+                Ok(Lookup::Destroyed) => {
+                    if let Err(e) = svc.aliases.delete_if_targets(&a.name, &a.target_key_id).await {
+                        tracing::error!(alias = %a.name, error = ?e, "deleting a destroyed key's alias failed");
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(alias = %a.name, key_id = %a.target_key_id, error = ?e, "alias target unreadable")
+                }
             }
             out.push(Entry {
                 alias_arn: svc.scope.alias_arn(&a.name),

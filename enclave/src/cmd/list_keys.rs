@@ -33,8 +33,9 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     crate::access::authz::authorize_account(svc, caller, "kms:ListKeys")?;
     let limit = page_limit(req.limit, 100, 1000)?;
     let after = req.marker.as_deref().map(|m| decode_marker('K', m)).transpose()?;
-    let (ids, more) = svc.keys.list(after.as_deref(), limit).await?;
-    let next_marker = if more { ids.last().map(|l| encode_marker('K', l)) } else { None };
+    let (ids, last, more) = svc.keys.list(after.as_deref(), limit).await?;
+    // The marker continues after the last record listed, even one skipped because it failed its checks.
+    let next_marker = if more { last.as_deref().map(|l| encode_marker('K', l)) } else { None };
     let keys = ids.into_iter().map(|id| Entry { key_arn: svc.scope.key_arn(&id), key_id: id }).collect();
     respond(Response { keys, truncated: next_marker.is_some(), next_marker })
 }

@@ -1,6 +1,6 @@
 //! TagResource, UntagResource and ListResourceTags.
 
-use super::create_key::{MAX_TAGS, Tag, check_tags};
+use super::create_key::{MAX_TAGS, Tag, check_tags, same_tag_key};
 use super::{authorized, decode_marker, encode_marker, page_limit, required, respond};
 use crate::access::principals::Caller;
 use crate::error::Error;
@@ -59,8 +59,15 @@ pub async fn tag(svc: &Service, caller: &Caller, req: TagRequest) -> Result<Vec<
         .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;
             for (k, v) in &new {
-                match key.meta.tags.iter_mut().find(|(tk, _)| tk == k) {
-                    Some(existing) => existing.1 = v.clone(),
+                match key.meta.tags.iter_mut().find(|(tk, _)| same_tag_key(tk, k)) {
+                    Some(existing) if existing.0 == *k => existing.1 = v.clone(),
+                    // A key equal ignoring case would shadow the existing one in `aws:ResourceTag/...` conditions.
+                    Some(existing) => {
+                        return Err(Error::Tag(format!(
+                            "Tag key {k} differs only in case from the key's existing tag key {}",
+                            existing.0
+                        )));
+                    }
                     None => key.meta.tags.push((k.clone(), v.clone())),
                 }
             }

@@ -388,7 +388,7 @@ pub async fn complete_init(est: &Established, svc: &Service) -> Result<Bootstrap
                 .to_string(),
             );
             let info = [BOOTSTRAP_INFO, &est.settings_digest[..]].concat();
-            let sealed = crate::crypto::recipient::hpke_p384::seal_with_info(spki, &info, plain.as_bytes())
+            let sealed = crate::crypto::recipient::hpke_p384::seal_with_info(spki, &info, b"", plain.as_bytes())
                 .map_err(|_| Error::Internal("cannot seal the admin bootstrap to the admin public key".into()))?;
             Ok(Bootstrap { plain: None, sealed: Some(sealed) })
         }

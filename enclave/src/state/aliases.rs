@@ -73,17 +73,24 @@ impl Aliases {
         Ok(a)
     }
 
+    /// Caches `a` unless the cache holds a newer version or the store's marks know a newer version or a deletion of
+    /// the alias (checked under the cache lock: a reader that loaded the alias before a concurrent update or delete
+    /// cannot install the old target afterwards).
     fn remember(&self, a: Arc<Alias>) {
-        if let Ok(mut c) = self.cache.lock() {
-            // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
-            if c.len() >= self.capacity
-                && !c.contains_key(&a.name)
-                && let Some(victim) = c.keys().next().cloned()
-            {
-                c.remove(&victim);
-            }
-            c.insert(a.name.clone(), a);
+        let Ok(mut c) = self.cache.lock() else { return };
+        if c.get(&a.name).is_some_and(|cur| cur.version > a.version)
+            || !self.records.admits(RecordKind::Alias, &a.name, a.version)
+        {
+            return;
         }
+        // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
+        if c.len() >= self.capacity
+            && !c.contains_key(&a.name)
+            && let Some(victim) = c.keys().next().cloned()
+        {
+            c.remove(&victim);
+        }
+        c.insert(a.name.clone(), a);
     }
 
     /// The alias named `name`, if it exists.
@@ -97,8 +104,14 @@ impl Aliases {
         Ok(Some(a))
     }
 
-    /// Creates an alias; `AlreadyExistsException` if the name is taken.
+    /// Creates an alias; `AlreadyExistsException` if the name is taken. The name is read first (cache, then store)
+    /// and the high-water marks consulted, so that whether the name is free is not left to the host's
+    /// compare-and-swap alone: an alias this enclave has seen cannot be created over, whatever the host acknowledges.
     pub async fn create(&self, name: &str, target_key_id: &str, now: f64) -> Result<(), Error> {
+        let exists = || Error::AlreadyExists(format!("An alias with the name {name} already exists"));
+        if self.get(name).await?.is_some() || self.records.known_present(RecordKind::Alias, name) {
+            return Err(exists());
+        }
         let mut a = Alias {
             name: name.to_owned(),
             target_key_id: target_key_id.to_owned(),
@@ -114,9 +127,7 @@ impl Aliases {
                 self.remember(Arc::new(a));
                 Ok(())
             }
-            Err(crate::state::store::StoreError::Host(StorageError::Conflict)) => {
-                Err(Error::AlreadyExists(format!("An alias with the name {name} already exists")))
-            }
+            Err(crate::state::store::StoreError::Host(StorageError::Conflict)) => Err(exists()),
             Err(e) => Err(e.into()),
         }
     }
@@ -182,18 +193,24 @@ impl Aliases {
         }
     }
 
-    /// Aliases after `after` (by name), at most `limit`, and whether more follow.
-    pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<(Vec<Alias>, bool), Error> {
-        let (records, more) = self.records.list(RecordKind::Alias, after, limit).await?;
-        let mut out = Vec::with_capacity(records.len());
-        for (name, opened) in records {
-            out.push(Self::decode(&name, opened.version, &opened.body)?);
+    /// Aliases after `after` (by name), at most `limit`, the last name the store listed (where the next page starts,
+    /// even if that record was skipped) and whether more follow. A record that fails its checks or does not decode is
+    /// skipped (logged and counted).
+    pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<(Vec<Alias>, Option<String>, bool), Error> {
+        let page = self.records.list(RecordKind::Alias, after, limit).await?;
+        let mut out = Vec::with_capacity(page.records.len());
+        for (name, opened) in page.records {
+            match Self::decode(&name, opened.version, &opened.body) {
+                Ok(a) => out.push(a),
+                Err(e) => self.records.skip(RecordKind::Alias, &name, &format!("{e:?}")),
+            }
         }
-        Ok((out, more))
+        Ok((out, page.last, page.more))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -207,5 +224,30 @@ mod tests {
         assert!(matches!(validate_name(""), Err(Error::Validation(_))));
         assert!(matches!(validate_name(&format!("alias/{}", "a".repeat(251))), Err(Error::Validation(_))));
         assert!(matches!(validate_name("alias/aws/s3"), Err(Error::NotAuthorized(_))));
+    }
+
+    /// Issue 12 item 1: whether a name was free was left to the host's compare-and-swap, so a host that hides an
+    /// alias and acknowledges a create over it let a caller point the victim's alias at its own key.
+    #[tokio::test]
+    async fn a_host_cannot_make_a_known_alias_look_free() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let aliases = Aliases::new(host.records(), 16);
+        aliases.create("alias/payroll", "victim", 1.0).await.unwrap();
+        host.hide(RecordKind::Alias, "alias/payroll", 100);
+        host.ack_creates_without_writing(RecordKind::Alias, "alias/payroll");
+        // Known from the cache.
+        assert!(matches!(aliases.create("alias/payroll", "attacker", 2.0).await, Err(Error::AlreadyExists(_))));
+        // Known from the marks alone (cache purged): the hidden record is an integrity failure, never "free".
+        aliases.purge("alias/payroll");
+        assert!(aliases.create("alias/payroll", "attacker", 2.0).await.is_err());
+        aliases.purge("alias/payroll");
+        assert!(matches!(aliases.get("alias/payroll").await, Err(Error::Internal(_))));
+        // A stale read of an alias cannot be cached over an update.
+        aliases.create("alias/other", "k1", 1.0).await.unwrap();
+        let stale = aliases.get("alias/other").await.unwrap().unwrap();
+        aliases.update("alias/other", "k2", 2.0).await.unwrap();
+        aliases.purge("alias/other");
+        aliases.remember(stale);
+        assert_eq!(aliases.get("alias/other").await.unwrap().unwrap().target_key_id, "k2");
     }
 }

@@ -525,17 +525,26 @@ impl Keyring {
         self.cache.lock().ok()?.get(key_id).cloned()
     }
 
-    fn remember(&self, key: Arc<Key>) {
-        if let Ok(mut c) = self.cache.lock() {
-            // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
-            if c.len() >= self.capacity
-                && !c.contains_key(&key.meta.key_id)
-                && let Some(victim) = c.keys().next().cloned()
-            {
-                c.remove(&victim);
-            }
-            c.insert(key.meta.key_id.clone(), key);
+    /// Caches `key` unless the cache holds a newer version or the store's marks know a newer version or a deletion
+    /// of its record (checked under the cache lock, so a reader that loaded a key before a concurrent update cannot
+    /// install the old version after the writer installed or purged the new one). Returns whether it was cached.
+    fn remember(&self, key: Arc<Key>) -> bool {
+        let Ok(mut c) = self.cache.lock() else { return false };
+        let id = &key.meta.key_id;
+        if c.get(id).is_some_and(|k| k.record_version > key.record_version)
+            || !self.records.admits(RecordKind::Key, id, key.record_version)
+        {
+            return false;
         }
+        // Evict an arbitrary entry when full: HashMap iteration order is randomized per process.
+        if c.len() >= self.capacity
+            && !c.contains_key(id)
+            && let Some(victim) = c.keys().next().cloned()
+        {
+            c.remove(&victim);
+        }
+        c.insert(id.clone(), key);
+        true
     }
 
     /// Drops a key from the cache (on every state change).
@@ -571,8 +580,10 @@ impl Keyring {
             Some(k) => k,
             None => match self.load(key_id).await? {
                 Some(k) => {
+                    // Refused when a concurrent update or deletion got in first: this caller, which read before it
+                    // finished, still gets the version it read; the cache does not keep it.
                     let k = Arc::new(k);
-                    self.remember(k.clone());
+                    let _ = self.remember(k.clone());
                     k
                 }
                 None if self.records.get(RecordKind::KeyTombstone, key_id).await?.is_some() => {
@@ -651,7 +662,7 @@ impl Keyring {
                     next.record_version = v;
                     let next = Arc::new(next);
                     self.purge(key_id);
-                    self.remember(next.clone());
+                    let _ = self.remember(next.clone());
                     return Ok(next);
                 }
                 Err(StoreError::Host(StorageError::Conflict)) => continue,
@@ -694,23 +705,41 @@ impl Keyring {
             if after.is_some() && !pace.is_zero() {
                 tokio::time::sleep(pace).await;
             }
-            let (records, more) = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
-            for (id, opened) in &records {
-                let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
-                if key.deletion_due(self.clock.now_secs()) {
-                    self.destroy(&key).await?;
-                    destroyed += 1;
-                } else if key.material_expired(self.clock.now_secs()) {
-                    self.expire_if_due(id).await?;
-                } else if key.rotation_due(self.clock.now_secs()) {
-                    self.rotate_if_due(id).await?;
+            let page = self.records.list(RecordKind::Key, after.as_deref(), 500).await?;
+            for (id, opened) in &page.records {
+                // One key that cannot be decoded, destroyed, rotated or expired does not stop the others.
+                match self.sweep_one(id, opened).await {
+                    Ok(true) => destroyed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.records.skip(RecordKind::Key, id, &e);
+                    }
                 }
-                after = Some(id.clone());
             }
-            if !more || records.is_empty() {
+            after = page.last;
+            if !page.more || after.is_none() {
                 return Ok(destroyed);
             }
         }
+    }
+
+    /// The sweep's work on one key record; whether the key was destroyed.
+    async fn sweep_one(&self, id: &str, opened: &crate::state::store::Opened) -> Result<bool, Error> {
+        let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
+        if key.meta.key_id != id {
+            return Err(Error::Internal(format!("key record {id} names another key")));
+        }
+        let now = self.clock.now_secs();
+        if key.deletion_due(now) {
+            self.destroy(&key).await?;
+            return Ok(true);
+        }
+        if key.material_expired(now) {
+            self.expire_if_due(id).await?;
+        } else if key.rotation_due(now) {
+            self.rotate_if_due(id).await?;
+        }
+        Ok(false)
     }
 
     /// Creates a key with fresh backing material (version 1) and stores it durably before returning.
@@ -727,123 +756,39 @@ impl Keyring {
         let body = key.encode()?;
         key.record_version = self.records.put(RecordKind::Key, &key.meta.key_id, None, &body).await?;
         let key = Arc::new(key);
-        self.remember(key.clone());
+        let _ = self.remember(key.clone());
         Ok(key)
     }
 
-    /// Key ids after `after`, at most `limit`, and whether more follow. Each record is authenticated.
-    pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, bool), Error> {
-        let (records, more) = self.records.list(RecordKind::Key, after, limit).await?;
-        let mut ids = Vec::with_capacity(records.len());
-        for (id, opened) in records {
-            let key = Key::decode_with(&opened.body, opened.version, &self.scope, false)?;
-            if key.meta.key_id != id {
-                return Err(Error::Internal(format!("key record {id} names another key")));
-            }
+    /// Key ids after `after`, at most `limit`, the last id the store listed (where the next page starts, even if that
+    /// record was skipped) and whether more follow. Each record is authenticated; one that fails its checks or does
+    /// not decode is skipped (logged and counted), and answers KMSInternalException on its own when named.
+    pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>, bool), Error> {
+        let page = self.records.list(RecordKind::Key, after, limit).await?;
+        let mut ids = Vec::with_capacity(page.records.len());
+        for (id, opened) in page.records {
+            let key = match Key::decode_with(&opened.body, opened.version, &self.scope, false) {
+                Ok(k) if k.meta.key_id == id => k,
+                Ok(_) => {
+                    self.records.skip(RecordKind::Key, &id, &"the record names another key");
+                    continue;
+                }
+                Err(e) => {
+                    self.records.skip(RecordKind::Key, &id, &e);
+                    continue;
+                }
+            };
             if key.deletion_due(self.clock.now_secs()) {
-                self.destroy(&key).await?;
+                if let Err(e) = self.destroy(&key).await {
+                    tracing::error!(key_id = %id, error = %e, "listing: destroying a key past its deletion date failed");
+                }
                 continue;
             }
             ids.push(id);
         }
-        Ok((ids, more))
+        Ok((ids, page.last, page.more))
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn scope() -> Scope {
-        Scope { region: "us-east-1".into(), account_id: "000000000000".into() }
-    }
-
-    fn meta_for_test() -> KeyMeta {
-        KeyMeta {
-            key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
-            creation_date: 1.5,
-            description: "d".into(),
-            key_usage: KeyUsage::EncryptDecrypt,
-            key_spec: KeySpec::SymmetricDefault,
-            key_state: KeyState::Enabled,
-            origin: Origin::AwsKms,
-            tags: vec![("a".into(), "b".into())],
-            policy: "{}".into(),
-            deletion_date: None,
-            pending_window_days: None,
-            rotation_period_days: None,
-            next_rotation_date: None,
-            rotations: Vec::new(),
-            imported: None,
-        }
-    }
-
-    #[test]
-    fn record_round_trip_keeps_material() {
-        let meta = meta_for_test();
-        let key = Key {
-            arn: String::new(),
-            uuid: [0; 16],
-            meta,
-            record_version: 1,
-            materials: vec![(1, Key256::from_slice(&[5; 32]).unwrap()), (2, Key256::from_slice(&[6; 32]).unwrap())],
-            secret: None,
-        };
-        let bytes = key.encode().unwrap();
-        let back = Key::decode(&bytes, 4, &scope()).unwrap();
-        assert_eq!(back.record_version, 4);
-        assert_eq!(back.current().unwrap().0, 2);
-        assert_eq!(back.material(1).unwrap().expose_secret(), &[5; 32]);
-        assert!(back.material(3).is_none());
-        assert!(back.arn.ends_with("key/1234abcd-12ab-34cd-56ef-1234567890ab"));
-        assert!(!format!("{back:?}").contains("5, 5"));
-    }
-
-    #[test]
-    fn asymmetric_and_hmac_records_round_trip() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        for spec in [KeySpec::EccNistP256, KeySpec::Hmac384] {
-            let secret = rt.block_on(Secret::generate(spec)).unwrap().map(Arc::new);
-            let mut meta = meta_for_test();
-            meta.key_spec = spec;
-            let key = Key { arn: String::new(), uuid: [0; 16], meta, record_version: 1, materials: Vec::new(), secret };
-            let bytes = key.encode().unwrap();
-            let back = Key::decode(&bytes, 2, &scope()).unwrap();
-            assert!(back.current().is_none());
-            assert!(!back.is_symmetric());
-            match spec {
-                KeySpec::Hmac384 => {
-                    let alg = asym::MacAlgorithm::HmacSha384;
-                    let tag = key.hmac().unwrap().mac(alg, b"m").unwrap();
-                    assert!(back.hmac().unwrap().verify(alg, b"m", &tag).unwrap());
-                }
-                _ => assert_eq!(back.pair().unwrap().public_key_der(), key.pair().unwrap().public_key_der()),
-            }
-            // Listing reads the metadata without parsing the private key.
-            assert!(Key::decode_with(&bytes, 2, &scope(), false).unwrap().secret.is_none());
-        }
-        // An asymmetric key record without its material, or with material of another spec, is refused.
-        let mut meta = meta_for_test();
-        meta.key_spec = KeySpec::EccNistP384;
-        let hollow =
-            Key { arn: String::new(), uuid: [0; 16], meta, record_version: 1, materials: Vec::new(), secret: None };
-        assert!(Key::decode(&hollow.encode().unwrap(), 2, &scope()).is_err());
-    }
-
-    #[test]
-    fn equal_policies_share_one_copy() {
-        let a = shared_policy("{\"Statement\":[]}");
-        let b = shared_policy(&String::from("{\"Statement\":[]}"));
-        assert!(Arc::ptr_eq(&a, &b));
-        let c = shared_policy("{}");
-        assert_eq!(&*c, "{}");
-        assert!(!Arc::ptr_eq(&a, &c));
-    }
-
-    #[test]
-    fn garbage_records_are_refused() {
-        assert!(Key::decode(&[0xff, 0x00], 1, &scope()).is_err());
-        assert!(Key::decode(&[], 1, &scope()).is_err());
-    }
-}
+mod tests;

@@ -2,6 +2,9 @@
 //! host's storage, where every byte is authenticated before use.
 
 pub mod aliases;
+#[cfg(test)]
+pub mod fake_host;
+pub mod highwater;
 pub mod ids;
 pub mod keys;
 pub mod store;

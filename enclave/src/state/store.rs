@@ -7,6 +7,7 @@
 
 use crate::crypto::blob;
 use crate::crypto::secret::Key256;
+use crate::state::highwater::{DELETION_MARK_CAP, HIGH_WATER_CAP, HighWater};
 use kms_shared::frame;
 use kms_shared::storage::{
     EnclaveMessage, HostMessage, RecordKind, SealedBlob, StorageError, StorageOp, StorageReply, StoredRecord,
@@ -51,6 +52,9 @@ pub enum StoreError {
     /// Encoding failed.
     #[error("encoding: {0}")]
     Encode(String),
+    /// A deletion that this enclave could not remember (the deletion-mark set is full) was refused.
+    #[error("deletion-mark set full")]
+    Full,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<StorageReply, StorageError>>>>>;
@@ -163,102 +167,6 @@ async fn read_loop<R: AsyncRead + Unpin>(rd: &mut R, pending: &Pending) -> Strin
     }
 }
 
-/// What the high-water map knows of a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Seen {
-    Present(u64),
-    Deleted(u64),
-}
-
-/// Most records [`HighWater`] tracks: a table of 2^20 buckets of 16 bytes (about 17 MiB) at most.
-pub const HIGH_WATER_CAP: usize = 917_504;
-
-/// How many marks eviction looks at for one that is not a deletion.
-const EVICTION_SCAN: usize = 64;
-
-/// Top bit of a mark: the record was deleted at the version in the other bits.
-const DELETED: u64 = 1 << 63;
-
-/// Hashes a `u64` that is already a keyed hash: the identity.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Per-record version high-water marks, compact and bounded.
-///
-/// - A record is named by a 64-bit SipHash of (kind, id) under a key drawn at start (`RandomState`), not by its id:
-///   16 bytes per tracked record. Two records sharing a hash (about 2^-25 likely at the cap) share a mark: a false
-///   alarm or a missed check for them, never a wrong answer served.
-/// - A record seen only at version 1 is not tracked: nothing older than version 1 exists to roll back to (a record
-///   re-created after a delete continues at the deleted version + 1, so it is tracked). What is given up is noticing
-///   that the host hides such a record after showing it, which a host can do anyway by not answering.
-/// - At most [`HIGH_WATER_CAP`] marks: past it, one mark is forgotten for each new one (a present-version mark
-///   rather than a deletion mark when one is among the first few looked at), and that record's
-///   rollback check starts afresh from the next version seen (the AEAD still binds kind, id and version).
-struct HighWater {
-    hasher: std::hash::RandomState,
-    marks: HashMap<u64, u64, std::hash::BuildHasherDefault<PassThrough>>,
-    cap: usize,
-}
-
-impl HighWater {
-    fn new(cap: usize) -> Self {
-        Self { hasher: std::hash::RandomState::new(), marks: HashMap::default(), cap: cap.max(1) }
-    }
-
-    fn slot(&self, kind: RecordKind, id: &str) -> u64 {
-        use std::hash::BuildHasher as _;
-        self.hasher.hash_one((kind, id))
-    }
-
-    fn get(&self, kind: RecordKind, id: &str) -> Option<Seen> {
-        let mark = *self.marks.get(&self.slot(kind, id))?;
-        Some(if mark & DELETED != 0 { Seen::Deleted(mark & !DELETED) } else { Seen::Present(mark) })
-    }
-
-    fn note(&mut self, kind: RecordKind, id: &str, seen: Seen) {
-        let slot = self.slot(kind, id);
-        let mark = match seen {
-            Seen::Present(v) if v <= 1 && !self.marks.contains_key(&slot) => return,
-            Seen::Present(v) => v & !DELETED,
-            Seen::Deleted(v) => (v & !DELETED) | DELETED,
-        };
-        if self.marks.len() >= self.cap && !self.marks.contains_key(&slot) {
-            // Deletion marks are what keep a revoked access key, a deleted alias or a destroyed key's record from
-            // coming back: forget a present-version mark if one is near at hand.
-            let victim = self
-                .marks
-                .iter()
-                .take(EVICTION_SCAN)
-                .find(|(_, m)| **m & DELETED == 0)
-                .or_else(|| self.marks.iter().next())
-                .map(|(k, _)| *k);
-            if let Some(victim) = victim {
-                self.marks.remove(&victim);
-            }
-        }
-        self.marks.insert(slot, mark);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.marks.len()
-    }
-}
-
 /// An opened record: its version and its plaintext body.
 pub struct Opened {
     /// The record's version.
@@ -267,17 +175,43 @@ pub struct Opened {
     pub body: Zeroizing<Vec<u8>>,
 }
 
+/// One page of a listing: the records that opened and passed their checks, the last id the host listed (to continue
+/// after, even when that record was skipped) and whether more follow.
+pub struct Listing {
+    /// `(id, opened)` of every record that passed its checks, in id order.
+    pub records: Vec<(String, Opened)>,
+    /// The last id listed by the host (skipped or not).
+    pub last: Option<String>,
+    /// Whether more records follow.
+    pub more: bool,
+}
+
 /// Sealed records over a [`Channel`]: seal on write, open and check on read.
 pub struct Records {
     channel: Channel,
     domain_key: Key256,
     seen: Mutex<HighWater>,
+    /// Records a listing skipped because they failed their integrity checks (a metric: see [`Records::skipped`]).
+    skipped: AtomicU64,
+    /// Storage reads (get) sent to the host.
+    reads: AtomicU64,
 }
 
 impl Records {
     /// Records sealed under `domain_key`.
     pub fn new(channel: Channel, domain_key: Key256) -> Self {
-        Self { channel, domain_key, seen: Mutex::new(HighWater::new(HIGH_WATER_CAP)) }
+        Self::with_caps(channel, domain_key, HIGH_WATER_CAP, DELETION_MARK_CAP)
+    }
+
+    /// Records with other bounds on the high-water marks (tests).
+    pub fn with_caps(channel: Channel, domain_key: Key256, cap: usize, deleted_cap: usize) -> Self {
+        Self {
+            channel,
+            domain_key,
+            seen: Mutex::new(HighWater::new(cap, deleted_cap)),
+            skipped: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+        }
     }
 
     /// A key for another purpose derived from the domain key (HKDF-SHA256, `label` as info): it changes with the
@@ -291,18 +225,39 @@ impl Records {
         &self.channel
     }
 
+    /// How many records listings skipped since start because they failed their integrity checks.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// How many single-record reads were sent to the host since start.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Whether `version` of a record may go into a cache: not below the newest version this enclave has seen of it,
+    /// and not a version that was deleted. Caches call this under their own lock, so that a reader that loaded a
+    /// version before a concurrent write or delete cannot install it afterwards.
+    pub fn admits(&self, kind: RecordKind, id: &str, version: u64) -> bool {
+        self.seen.lock().is_ok_and(|s| s.floor(kind, id).admits(version))
+    }
+
+    /// Whether this enclave has seen the record present and not deleted since (a create over it must fail, whatever
+    /// the host says).
+    pub fn known_present(&self, kind: RecordKind, id: &str) -> bool {
+        self.seen.lock().is_ok_and(|s| s.floor(kind, id).present.is_some())
+    }
+
     fn check_seen(&self, kind: RecordKind, id: &str, found: Option<u64>) -> Result<(), StoreError> {
         let mut seen = self.seen.lock().map_err(|_| StoreError::Closed)?;
-        let prior = seen.get(kind, id);
+        let floor = seen.floor(kind, id);
         let fail = |why| Err(StoreError::Integrity { kind, id: id.to_owned(), why });
-        match (prior, found) {
-            (Some(Seen::Present(v)), Some(f)) if f < v => return fail("rollback to an older version"),
-            (Some(Seen::Present(_)), None) => return fail("a record seen before is missing"),
-            (Some(Seen::Deleted(v)), Some(f)) if f <= v => return fail("a deleted record came back"),
-            _ => {}
-        }
-        if let Some(f) = found {
-            seen.note(kind, id, Seen::Present(f));
+        match found {
+            None if floor.present.is_some() => return fail("a record seen before is missing"),
+            None => {}
+            Some(f) if floor.deleted.is_some_and(|d| f <= d) => return fail("a deleted record came back"),
+            Some(f) if floor.present.is_some_and(|p| f < p) => return fail("rollback to an older version"),
+            Some(f) => seen.note_present(kind, id, f),
         }
         Ok(())
     }
@@ -325,6 +280,7 @@ impl Records {
 
     /// Reads and opens one record.
     pub async fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Opened>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let reply = self.channel.call(StorageOp::Get { kind, id: id.to_owned() }).await?;
         let StorageReply::Record(rec) = reply else { return Err(StoreError::Protocol) };
         match rec {
@@ -344,47 +300,54 @@ impl Records {
     }
 
     /// Seals and writes a record. `expected` is the version being replaced (`None` for a new record). Returns the
-    /// new version. Fails with [`StoreError::Host`]`(Conflict)` if another writer got there first.
+    /// new version. Fails with [`StoreError::Host`]`(Conflict)` if another writer got there first, or, for a new
+    /// record, if this enclave has seen the record present (whatever the host would answer).
     pub async fn put(&self, kind: RecordKind, id: &str, expected: Option<u64>, body: &[u8]) -> Result<u64, StoreError> {
         let version = match expected {
             Some(v) => v.checked_add(1).ok_or(StoreError::Protocol)?,
-            None => match self.seen.lock().map_err(|_| StoreError::Closed)?.get(kind, id) {
+            None => {
+                let floor = self.seen.lock().map_err(|_| StoreError::Closed)?.floor(kind, id);
+                if floor.present.is_some() {
+                    return Err(StoreError::Host(StorageError::Conflict));
+                }
                 // A record re-created after a delete continues the version sequence, so the old one cannot return.
-                Some(Seen::Deleted(v)) => v.saturating_add(1),
-                _ => 1,
-            },
+                floor.deleted.map_or(1, |d| d.saturating_add(1))
+            }
         };
         let sealed = blob::seal_record(&self.domain_key, kind, id, version, body)
             .map_err(|_| StoreError::Encode("seal".into()))?;
         let op = StorageOp::Put { kind, id: id.to_owned(), version, expected, sealed: SealedBlob(sealed) };
         match self.channel.call(op).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.note(kind, id, Seen::Present(version));
+                self.seen.lock().map_err(|_| StoreError::Closed)?.note_present(kind, id, version);
                 Ok(version)
             }
             _ => Err(StoreError::Protocol),
         }
     }
 
-    /// Deletes a record at `expected` version.
+    /// Deletes a record at `expected` version. Refused before the host is asked when no deletion mark can be kept for
+    /// it (the deletion-mark set is full): a deletion this enclave could not remember would let the host bring the
+    /// record back.
     pub async fn delete(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StoreError> {
+        if !self.seen.lock().map_err(|_| StoreError::Closed)?.may_delete(kind, id) {
+            tracing::error!(?kind, id, "deletion refused: the deletion-mark set is full");
+            return Err(StoreError::Full);
+        }
         match self.channel.call(StorageOp::Delete { kind, id: id.to_owned(), expected }).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.note(kind, id, Seen::Deleted(expected));
+                self.seen.lock().map_err(|_| StoreError::Closed)?.note_deleted(kind, id, expected);
                 Ok(())
             }
             _ => Err(StoreError::Protocol),
         }
     }
 
-    /// Lists and opens up to `limit` records after `after`, in id order. Returns `(id, opened)` pairs and whether
-    /// more follow. Every record is authenticated; ids out of order or outside the range are refused.
-    pub async fn list(
-        &self,
-        kind: RecordKind,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<(Vec<(String, Opened)>, bool), StoreError> {
+    /// Lists and opens up to `limit` records after `after`, in id order. Every record is authenticated and checked
+    /// against its high-water marks; one that fails is skipped (logged with its id and counted in
+    /// [`Records::skipped`]), so that one bad record does not take a listing down for everyone. Ids out of order or
+    /// outside the range, or more records than asked for, fail the whole page.
+    pub async fn list(&self, kind: RecordKind, after: Option<&str>, limit: u32) -> Result<Listing, StoreError> {
         let op = StorageOp::List { kind, after: after.map(str::to_owned), limit };
         let StorageReply::Listed { records, more } = self.channel.call(op).await? else {
             return Err(StoreError::Protocol);
@@ -398,12 +361,20 @@ impl Records {
             if last.is_some_and(|l| rec.id.as_str() <= l) {
                 return Err(StoreError::Protocol);
             }
-            let opened = self.open(kind, rec)?;
-            self.check_seen(kind, &rec.id, Some(rec.version))?;
-            out.push((rec.id.clone(), opened));
             last = Some(rec.id.as_str());
+            match self.open(kind, rec).and_then(|o| self.check_seen(kind, &rec.id, Some(rec.version)).map(|()| o)) {
+                Ok(opened) => out.push((rec.id.clone(), opened)),
+                Err(e) => self.skip(kind, &rec.id, &e),
+            }
         }
-        Ok((out, more))
+        let last = records.last().map(|r| r.id.clone());
+        Ok(Listing { records: out, last, more })
+    }
+
+    /// Logs and counts a listed record that its reader could not use (failed checks, or a body that does not decode).
+    pub fn skip(&self, kind: RecordKind, id: &str, why: &dyn std::fmt::Display) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(?kind, id, error = %why, "record skipped: it failed its integrity checks");
     }
 }
 
@@ -470,42 +441,6 @@ mod tests {
         assert!(matches!(r.get(RecordKind::Alias, "a").await, Err(StoreError::Integrity { .. })));
     }
 
-    #[test]
-    fn high_water_marks_are_compact_and_bounded() {
-        let mut hw = HighWater::new(4);
-        hw.note(RecordKind::Key, "a", Seen::Present(1));
-        assert_eq!((hw.len(), hw.get(RecordKind::Key, "a")), (0, None), "version 1 has nothing older: untracked");
-        hw.note(RecordKind::Key, "a", Seen::Present(3));
-        assert_eq!(hw.get(RecordKind::Key, "a"), Some(Seen::Present(3)));
-        assert_eq!(hw.get(RecordKind::Alias, "a"), None, "kind is part of the name");
-        hw.note(RecordKind::Key, "a", Seen::Deleted(3));
-        assert_eq!(hw.get(RecordKind::Key, "a"), Some(Seen::Deleted(3)));
-        hw.note(RecordKind::Key, "b", Seen::Deleted(1));
-        assert_eq!(hw.get(RecordKind::Key, "b"), Some(Seen::Deleted(1)), "deletions are always tracked");
-        hw.note(RecordKind::Key, "b", Seen::Present(1));
-        assert_eq!(hw.get(RecordKind::Key, "b"), Some(Seen::Present(1)), "a tracked record stays tracked");
-        for i in 0..100 {
-            hw.note(RecordKind::Credential, &format!("c{i}"), Seen::Present(2));
-            assert!(hw.len() <= 4);
-        }
-        assert_eq!(hw.get(RecordKind::Credential, "c99"), Some(Seen::Present(2)), "the newest mark is kept");
-    }
-
-    #[test]
-    fn eviction_spares_deletion_marks() {
-        let mut hw = HighWater::new(8);
-        for i in 0..4 {
-            hw.note(RecordKind::Credential, &format!("revoked{i}"), Seen::Deleted(1));
-        }
-        for i in 0..1000 {
-            hw.note(RecordKind::Key, &format!("k{i}"), Seen::Present(2));
-            assert!(hw.len() <= 8);
-        }
-        for i in 0..4 {
-            assert_eq!(hw.get(RecordKind::Credential, &format!("revoked{i}")), Some(Seen::Deleted(1)));
-        }
-    }
-
     #[tokio::test]
     async fn a_deleted_record_cannot_come_back_and_recreation_continues_its_versions() {
         let v1 = blob::seal_record(&dk(), RecordKind::Alias, "a", 1, b"one").unwrap();
@@ -553,6 +488,53 @@ mod tests {
         let ch = fake_host(move |_| Ok(StorageReply::Listed { records: vec![b.clone(), a.clone()], more: false }));
         let r = Records::new(ch, dk());
         assert!(matches!(r.list(RecordKind::Key, None, 10).await, Err(StoreError::Protocol)));
+    }
+
+    /// Issue 12 item 18: one record that fails its check used to fail the whole listing.
+    #[tokio::test]
+    async fn a_listing_skips_a_bad_record_and_counts_it() {
+        let s = |id: &str| StoredRecord {
+            id: id.into(),
+            version: 1,
+            sealed: SealedBlob(blob::seal_record(&dk(), RecordKind::Key, id, 1, b"x").unwrap()),
+        };
+        let mut bad = s("b");
+        bad.sealed.0[40] ^= 1;
+        let mut swapped = s("c");
+        swapped.id = "d".into(); // sealed for "c", listed as "d"
+        let page = vec![s("a"), bad, swapped];
+        let ch = fake_host(move |_| Ok(StorageReply::Listed { records: page.clone(), more: true }));
+        let r = Records::new(ch, dk());
+        let listing = r.list(RecordKind::Key, None, 10).await.unwrap();
+        let ids: Vec<&str> = listing.records.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!((listing.last.as_deref(), listing.more, r.skipped()), (Some("d"), true, 2));
+    }
+
+    /// Issue 12 items 1 and 11: a create over a record this enclave knows is refused without asking the host, and a
+    /// deletion it could not remember is refused before the host is asked.
+    #[tokio::test]
+    async fn creates_over_known_records_and_unrememberable_deletions_are_refused() {
+        let asked = Arc::new(AtomicU64::new(0));
+        let a = asked.clone();
+        let ch = fake_host(move |_| {
+            a.fetch_add(1, Ordering::SeqCst);
+            Ok(StorageReply::Done)
+        });
+        let r = Records::with_caps(ch, dk(), 16, 2);
+        assert_eq!(r.put(RecordKind::Alias, "alias/x", None, b"1").await.unwrap(), 1);
+        // A host that acknowledges a second create of the same name is not even asked.
+        assert!(matches!(
+            r.put(RecordKind::Alias, "alias/x", None, b"2").await,
+            Err(StoreError::Host(StorageError::Conflict))
+        ));
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        r.delete(RecordKind::Credential, "A", 1).await.unwrap();
+        r.delete(RecordKind::Credential, "B", 1).await.unwrap();
+        assert!(matches!(r.delete(RecordKind::Credential, "C", 1).await, Err(StoreError::Full)));
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+        assert!(!r.admits(RecordKind::Credential, "A", 1));
+        assert!(r.admits(RecordKind::Alias, "alias/x", 1) && !r.admits(RecordKind::Alias, "alias/x", 0));
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! Where sealed records live on the parent instance. The host cannot open them; it only keeps them durable and
 //! answers compare-and-swap writes honestly (a dishonest host is detected by the enclave, not prevented here).
 
+#[cfg(debug_assertions)]
+pub mod hostile;
+
 use kms_shared::storage::{RecordKind, SealedBlob, StorageError, StoredRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};

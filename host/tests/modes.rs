@@ -11,7 +11,7 @@ fn production_refuses_without_nitro_enclaves_device() {
     }
     let dir = std::env::temp_dir().join(format!("kms-host-run-{}", std::process::id()));
     let out = Command::new(BIN)
-        .args(["run", "--enclave-cid", "16", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["run", "--enclave-cid", "16", "--domain-key", "quorum", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -19,6 +19,14 @@ fn production_refuses_without_nitro_enclaves_device() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing to start in production mode") && err.contains("/dev/nitro_enclaves"), "{err}");
     assert!(!dir.exists(), "nothing is created before the check");
+}
+
+#[test]
+fn production_needs_a_domain_key_source() {
+    let out = Command::new(BIN).args(["run", "--enclave-cid", "16", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--domain-key upstream or --domain-key quorum"), "{err}");
 }
 
 #[test]

@@ -5,5 +5,6 @@ pub mod framing;
 pub mod limits;
 pub mod server;
 pub mod sigv4;
+pub mod sigv4_sign;
 pub mod tls;
 pub mod transport;

@@ -124,9 +124,16 @@ fn encode(body: &IssuerBody) -> Result<Zeroizing<Vec<u8>>, Error> {
     Ok(bytes)
 }
 
-/// Loads the issuing CA from the store, creating it on first start and re-issuing its certificate when it is near
-/// its end or the names changed, then issues a leaf for `names`.
-pub async fn load_or_create(records: &Records, names: &[String], label: &str) -> Result<TlsIdentity, Error> {
+/// Loads the issuing CA from the store, re-issuing its certificate when it is near its end or the names changed, then
+/// issues a leaf for `names`. Creates the CA only when `may_create` (while the data directory is being initialised);
+/// once initialised, a missing CA record is refused, naming it, rather than silently replaced (which would break every
+/// client that trusts the old CA).
+pub async fn load_or_create(
+    records: &Records,
+    names: &[String],
+    label: &str,
+    may_create: bool,
+) -> Result<TlsIdentity, Error> {
     let body = match records.get(RecordKind::TlsIssuer, ISSUER_RECORD_ID).await? {
         Some(opened) => {
             let stored = ciborium::from_reader::<IssuerBody, _>(&opened.body[..])
@@ -142,6 +149,12 @@ pub async fn load_or_create(records: &Records, names: &[String], label: &str) ->
             } else {
                 stored
             }
+        }
+        None if !may_create => {
+            return Err(Error::Internal(format!(
+                "required record TlsIssuer/{ISSUER_RECORD_ID} is missing from an initialised data directory; \
+                 refusing to mint a new CA (restore the store)"
+            )));
         }
         None => {
             let body = new_issuer(label, names)?;

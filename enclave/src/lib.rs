@@ -15,5 +15,6 @@ pub mod cmd;
 pub mod crypto;
 pub mod error;
 pub mod net;
+pub mod quorum;
 pub mod service;
 pub mod state;

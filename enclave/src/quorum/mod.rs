@@ -1,0 +1,3 @@
+//! The `quorum` domain-key source: the domain key split M-of-N among operators (Shamir), sealed start and unsealing.
+
+pub mod shamir;

@@ -10,4 +10,5 @@
 
 pub mod frame;
 pub mod preface;
+pub mod quorum;
 pub mod storage;

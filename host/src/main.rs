@@ -5,6 +5,7 @@ mod attest_cmd;
 mod blobstore;
 mod files;
 mod open_recipient;
+mod quorum;
 mod relay;
 mod sim;
 mod storage_server;
@@ -92,6 +93,9 @@ enum Command {
     },
     /// Principals and access keys (the EnclaveKms admin API; the caller must be an admin principal).
     Admin(admin_cmd::AdminArgs),
+    /// The `quorum` domain-key source's operator tools (key pairs, unsealing).
+    #[command(subcommand)]
+    Quorum(quorum::QuorumCommand),
 }
 
 #[derive(Subcommand)]
@@ -340,6 +344,7 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::Sim(c) => return exit(sim_command(c).map(|()| None)),
         Command::Admin(args) => return admin_cmd::run(args),
+        Command::Quorum(c) => return quorum::run(c),
         Command::Attestation(AttestationCommand::Verify {
             file,
             at_document_time,
@@ -389,7 +394,11 @@ fn main() -> ExitCode {
             Command::Run { common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib } => {
                 production(common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib).await
             }
-            Command::Sim(_) | Command::Attestation(_) | Command::VerifyEndpoint { .. } | Command::Admin(_) => Ok(()),
+            Command::Sim(_)
+            | Command::Attestation(_)
+            | Command::VerifyEndpoint { .. }
+            | Command::Admin(_)
+            | Command::Quorum(_) => Ok(()),
         }
     });
     match result {

@@ -1,17 +1,17 @@
-//! Start-up: domain key, TLS identity, bootstrap credential, announcement to the host, then the accept loop.
+//! Start-up: boot configuration and domain key (`custody`), TLS identity, bootstrap credential, announcement to the host, then the accept loop.
 
 use crate::access::credentials::Credentials;
-use crate::crypto::secret::Key256;
+use crate::custody;
 use crate::error::Error;
 use crate::net::transport::{ClientListener, StorageTarget};
 use crate::service::{Clock, Service};
 use crate::state::aliases::Aliases;
 use crate::state::ids::Scope;
 use crate::state::keys::Keyring;
-use crate::state::store::{Channel, Records, StoreError};
+use crate::state::store::Channel;
 use kms_attestation::Nsm;
-use kms_shared::storage::{Announcement, BootstrapCredential, RecordKind, StorageError, StorageOp};
-use sha2::{Digest, Sha256};
+use kms_shared::storage::{Announcement, StorageOp};
+use sha2::Digest;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -25,10 +25,6 @@ const SWEEP_PACE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Most client connections served at once.
 const MAX_CONNECTIONS: usize = 4096;
 
-/// Label of the simulator's sealing key. Anyone can derive it: the simulator's domain key is NOT protected.
-const SIM_SEALING_LABEL: &[u8] = b"enclave-kms INSECURE simulator domain-key sealing key v1";
-const SIM_DOMAIN_KEY_ID: &str = "domain-key";
-
 /// How this enclave runs.
 pub struct Settings {
     /// Region and account of ARNs.
@@ -39,24 +35,12 @@ pub struct Settings {
     pub key_cache: usize,
 }
 
-/// The simulator's domain key: sealed in the store under a key derived from a public label. Returns the key and
-/// whether it was created now (first start of this data directory).
-async fn sim_domain_key(channel: &Channel) -> Result<(Key256, bool), Error> {
-    let sealing = Key256::from_array(Sha256::digest(SIM_SEALING_LABEL).into());
-    let sim = Records::new(channel.clone(), sealing);
-    for _ in 0..2 {
-        if let Some(opened) = sim.get(RecordKind::SimDomainKey, SIM_DOMAIN_KEY_ID).await? {
-            let dk = Key256::from_slice(&opened.body).ok_or_else(|| Error::Internal("bad domain key record".into()))?;
-            return Ok((dk, false));
-        }
-        let dk = Key256::generate().map_err(|_| Error::Internal("random source failed".into()))?;
-        match sim.put(RecordKind::SimDomainKey, SIM_DOMAIN_KEY_ID, None, dk.expose_secret()).await {
-            Ok(_) => return Ok((dk, true)),
-            Err(StoreError::Host(StorageError::Conflict)) => continue, // another instance won the race; read theirs
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Internal("could not establish the domain key".into()))
+/// The boot configuration, then the domain key from its source.
+async fn establish(channel: &Channel, nsm: &dyn Nsm, settings: &Settings) -> Result<custody::Established, Error> {
+    let config = custody::boot_config(channel).await?;
+    tracing::info!(source = config.source.name(), init = config.init, "boot configuration received");
+    let cx = custody::Context { channel, nsm, config: &config };
+    custody::establish(&cx, &settings.scope.user_arn(custody::ADMIN_NAME)).await
 }
 
 /// Runs the enclave until the host goes away or a shutdown signal arrives.
@@ -70,22 +54,30 @@ pub async fn run(
         storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
     let (channel, mut dead) = Channel::start(stream);
 
-    let (domain_key, fresh) = if nsm.is_simulated() {
-        tracing::warn!("SIMULATOR MODE: the domain key is sealed under a public key; nothing here is secure");
-        sim_domain_key(&channel).await?
-    } else {
-        return Err(Error::Internal(
-            "Nitro mode has no domain-key provisioning yet (peer enclave, operator shares or upstream KMS); refusing to start"
-                .into(),
-        ));
+    let mut est = match establish(&channel, nsm.as_ref(), &settings).await {
+        Ok(e) => e,
+        Err(e) => {
+            let reason = match &e {
+                Error::Internal(d) => d.clone(),
+                other => other.to_string(),
+            };
+            // Tell the host why (in Nitro mode the enclave's own output is not visible to it); best effort.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                channel.call(StorageOp::Refuse { reason: reason.chars().take(2000).collect() }),
+            )
+            .await;
+            return Err(e);
+        }
     };
-
-    let records = Arc::new(Records::new(channel.clone(), domain_key));
+    let records = est.records.clone();
     let label = if nsm.is_simulated() { "INSECURE simulator" } else { "Nitro" };
-    let tls = crate::net::tls::load_or_create(&records, &settings.tls_names, label).await?;
+    let initialising = est.pending.is_some();
+    let tls = crate::net::tls::load_or_create(&records, &settings.tls_names, label, initialising).await?;
     let binding = crate::service::TlsBinding {
         leaf_spki: tls.leaf_spki.clone(),
         ca_sha384: sha2::Sha384::digest(&tls.ca_der).to_vec(),
+        settings_digest: est.settings_digest.to_vec(),
     };
     let clock = Arc::new(Clock::default());
     let anchor = nsm.trust_anchor().map_err(|e| Error::Internal(format!("trust anchor: {e}")))?;
@@ -106,21 +98,24 @@ pub async fn run(
         clock,
     });
 
-    // The bootstrap admin exists only in the start that created the domain key, so a host that hides credential
-    // records cannot make the enclave mint a new admin key.
-    let bootstrap = if fresh {
-        let arn = svc.scope.user_arn("admin");
-        svc.principals.create(&arn, true, svc.clock.now_secs()).await?;
-        let (akid, secret) = svc.credentials.create(&arn, svc.clock.now_secs()).await?;
-        tracing::info!(access_key_id = %akid, principal = %arn, "bootstrap admin access key created");
-        Some(BootstrapCredential { access_key_id: akid, secret_access_key: secret.expose_secret().to_owned() })
+    // The bootstrap admin is created only while the custody record says "initialising" (custody/mod.rs), with the
+    // access key prepared before the domain key was committed: a host that hides records gets no new admin.
+    let bootstrap = if initialising {
+        custody::complete_init(&est, &svc).await?
     } else {
-        None
+        custody::require_admin(&svc).await?;
+        custody::Bootstrap { plain: None, sealed: None }
     };
     channel
-        .call(StorageOp::Announce(Announcement { ca_pem: tls.ca_pem.clone(), bootstrap }))
+        .call(StorageOp::Announce(Announcement {
+            ca_pem: tls.ca_pem.clone(),
+            bootstrap: bootstrap.plain,
+            bootstrap_sealed: bootstrap.sealed,
+            settings_digest: est.settings_digest.to_vec(),
+        }))
         .await
         .map_err(Error::from)?;
+    custody::mark_ready(&mut est).await?;
     tracing::info!("enclave ready");
 
     // Keys nobody touches are destroyed on time too (touched ones are destroyed on first sight).

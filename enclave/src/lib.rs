@@ -13,6 +13,7 @@ pub mod boot;
 pub mod calendar;
 pub mod cmd;
 pub mod crypto;
+pub mod custody;
 pub mod error;
 pub mod net;
 pub mod quorum;

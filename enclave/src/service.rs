@@ -44,6 +44,8 @@ pub struct TlsBinding {
     /// SHA-384 of the issuing CA certificate (DER); the document's `user_data`, so a client that checked the document
     /// may trust the CA for later connections (its key never leaves the enclave).
     pub ca_sha384: Vec<u8>,
+    /// SHA-384 of the initialisation settings (`custody`); follows `ca_sha384` in the document's `user_data`.
+    pub settings_digest: Vec<u8>,
 }
 
 /// The one clock of key lifecycles: the system clock plus an offset that only simulator mode can move

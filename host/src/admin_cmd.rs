@@ -26,7 +26,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
     /// Data directory of a `kms-host dev`/`run` service: its env, ca.pem and credentials are the last fallbacks.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
     /// The service's URL (default: AWS_ENDPOINT_URL_KMS, else the URL in DIR/env).
     #[arg(long)]
@@ -74,6 +74,16 @@ pub enum AdminCommand {
     },
     /// Show the caller's identity (GetCallerIdentity).
     Whoami,
+    /// Open DIR/bootstrap.enc (the first admin key, sealed to --admin-public-key at initialisation) with the admin's
+    /// private key, offline, and write a shared-credentials file (mode 0600).
+    OpenBootstrap {
+        /// The admin's private key (PKCS#8 PEM, e.g. `quorum keygen`'s private.pem).
+        #[arg(long)]
+        private_key: PathBuf,
+        /// Where to write the shared-credentials file.
+        #[arg(long)]
+        credentials_out: PathBuf,
+    },
 }
 
 impl AdminCommand {
@@ -89,7 +99,7 @@ impl AdminCommand {
             Self::DeleteAccessKey { access_key_id } => {
                 ("EnclaveKms.DeleteAccessKey", json!({ "AccessKeyId": access_key_id }))
             }
-            Self::Whoami => ("EnclaveKms.GetCallerIdentity", json!({})),
+            Self::Whoami | Self::OpenBootstrap { .. } => ("EnclaveKms.GetCallerIdentity", json!({})),
         }
     }
 }
@@ -266,19 +276,28 @@ async fn call(resolved: &Resolved, target: &str, body: &[u8]) -> Result<Value, F
 /// Runs one admin command; prints its output. Returns the process's exit status.
 pub fn run(args: AdminArgs) -> std::process::ExitCode {
     let env = |k: &str| std::env::var(k).ok();
-    let result = resolve(&args, &env).map_err(Failure::Local).and_then(|resolved| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Failure::Local(format!("runtime: {e}")))?;
-        let (target, body) = args.command.request();
-        let answer = runtime.block_on(call(&resolved, target, body.to_string().as_bytes()))?;
-        let (write, text) = output(&args.command, answer)?;
-        if let Some((path, contents)) = write {
-            write_credentials(&path, &contents).map_err(Failure::Local)?;
+    let result = if let AdminCommand::OpenBootstrap { private_key, credentials_out } = &args.command {
+        match &args.data_dir {
+            Some(dir) => crate::custody_cmd::open_bootstrap(dir, private_key, credentials_out)
+                .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+                .map_err(Failure::Local),
+            None => Err(Failure::Local("open-bootstrap needs --data-dir DIR (where bootstrap.enc is)".into())),
         }
-        Ok(text)
-    });
+    } else {
+        resolve(&args, &env).map_err(Failure::Local).and_then(|resolved| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Local(format!("runtime: {e}")))?;
+            let (target, body) = args.command.request();
+            let answer = runtime.block_on(call(&resolved, target, body.to_string().as_bytes()))?;
+            let (write, text) = output(&args.command, answer)?;
+            if let Some((path, contents)) = write {
+                write_credentials(&path, &contents).map_err(Failure::Local)?;
+            }
+            Ok(text)
+        })
+    };
     match result {
         Ok(text) => {
             println!("{text}");

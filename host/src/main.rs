@@ -3,6 +3,7 @@
 mod admin_cmd;
 mod attest_cmd;
 mod blobstore;
+mod custody_cmd;
 mod files;
 mod open_recipient;
 mod quorum;
@@ -43,6 +44,12 @@ enum Command {
         /// The kms-enclave binary (default: beside kms-host).
         #[arg(long)]
         enclave_bin: Option<PathBuf>,
+        /// Use this simulator PKI (another data directory's sim-pki.pem) instead of this directory's own, so that
+        /// simulated enclaves trust each other's attestation documents (as Nitro hosts share the AWS root).
+        #[arg(long)]
+        sim_pki: Option<PathBuf>,
+        #[command(flatten)]
+        custody: custody_cmd::CustodyArgs,
     },
     /// Run in production next to a Nitro Enclave (needs /dev/nitro_enclaves).
     Run {
@@ -66,7 +73,18 @@ enum Command {
         /// Memory (MiB) for nitro-cli run-enclave.
         #[arg(long, default_value_t = 1024)]
         memory_mib: u32,
+        /// The vsock port this host listens on for the enclave's upstream stream (relayed to --upstream-endpoint).
+        #[arg(long, default_value_t = 5002)]
+        upstream_port: u32,
+        #[command(flatten)]
+        custody: custody_cmd::CustodyArgs,
     },
+    /// Custody: the initialisation settings digest an operator expects.
+    #[command(subcommand)]
+    Custody(CustodyCommand),
+    /// Quorum custody tools.
+    #[command(subcommand)]
+    Quorum(QuorumCommand),
     /// The workload simulator: act as an attested enclave without Nitro hardware (INSECURE).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -87,15 +105,33 @@ enum Command {
         /// Accept a debug-mode enclave (PCR0 all zero).
         #[arg(long)]
         allow_debug: bool,
+        /// The initialisation settings digest the enclave must bind (hex; from `kms-host custody digest`).
+        #[arg(long)]
+        expected_settings_digest: Option<String>,
         /// Where to write the CA certificate to trust.
         #[arg(long)]
         out: PathBuf,
     },
     /// Principals and access keys (the EnclaveKms admin API; the caller must be an admin principal).
     Admin(admin_cmd::AdminArgs),
-    /// The `quorum` domain-key source's operator tools (key pairs, unsealing).
-    #[command(subcommand)]
-    Quorum(quorum::QuorumCommand),
+}
+
+#[derive(Subcommand)]
+enum CustodyCommand {
+    /// Print the settings digest of an initialisation with these settings (as verify-endpoint reports it).
+    Digest(custody_cmd::DigestArgs),
+}
+
+#[derive(Subcommand)]
+enum QuorumCommand {
+    /// Generate a P-384 key pair for an admin or operator: D/private.pem (PKCS#8, 0600) and D/public.pem.
+    Keygen {
+        /// Output directory.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Verify a sealed enclave's attestation, then submit this operator's share to it.
+    Unseal(quorum::UnsealArgs),
 }
 
 #[derive(Subcommand)]
@@ -238,9 +274,17 @@ fn enclave_args(common: &Common, listen: SocketAddr) -> Vec<String> {
     args
 }
 
-async fn dev(common: Common, enclave_bin: Option<PathBuf>) -> Result<(), String> {
+async fn dev(
+    common: Common,
+    enclave_bin: Option<PathBuf>,
+    sim_pki: Option<PathBuf>,
+    custody: custody_cmd::CustodyArgs,
+) -> Result<(), String> {
     eprintln!("kms-host: SIMULATOR MODE (insecure): the enclave runs as an ordinary process with a simulated NSM.");
     let data_dir = prepare_data_dir(&common.data_dir)?;
+    // Local mode initialises a directory with no store yet (the quick start); anything else needs --init.
+    let fresh_dir = !data_dir.join(supervise::STORE_FILE).exists();
+    let boot = Arc::new(custody_cmd::boot_config(&custody, true, fresh_dir)?);
     let store = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
     let run_dir = RunDir::create()?;
     let storage_sock = run_dir.0.join("storage.sock");
@@ -261,7 +305,10 @@ async fn dev(common: Common, enclave_bin: Option<PathBuf>) -> Result<(), String>
         storage_sock.to_string_lossy().into_owned(),
     ];
     args.extend(enclave_args(&common, common.listen));
-    let pki = sim::load_or_create_pki(&data_dir)?;
+    let pki = match &sim_pki {
+        Some(path) => sim::load_pki_file(path, &data_dir)?,
+        None => sim::load_or_create_pki(&data_dir)?,
+    };
     let pcrs = sim::enclave_pcrs(&bin)?;
     files::write_atomic(&data_dir.join(sim::PCRS_FILE), sim::pcrs_json(&pcrs).as_bytes(), 0o644)?;
     let child = supervise::spawn_simulator(&bin, &args, sim::enclave_config(&pki, &pcrs))?;
@@ -273,22 +320,32 @@ async fn dev(common: Common, enclave_bin: Option<PathBuf>) -> Result<(), String>
         enclave: EnclaveAddr::Unix(client_sock),
         child: Some(child),
         region: common.region.clone(),
+        boot,
     };
     let result = supervise::run(plan, store).await;
     drop(run_dir);
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn production(
-    common: Common,
+/// vsock ports and the enclave's CID in production.
+struct Vsock {
     enclave_cid: u32,
     enclave_port: u32,
     storage_port: u32,
+    upstream_port: u32,
+}
+
+async fn production(
+    common: Common,
+    vsock: Vsock,
     eif: Option<PathBuf>,
     cpu_count: u32,
     memory_mib: u32,
+    custody: custody_cmd::CustodyArgs,
 ) -> Result<(), String> {
+    let Vsock { enclave_cid, enclave_port, storage_port, upstream_port } = vsock;
+    let boot = Arc::new(custody_cmd::boot_config(&custody, false, false)?);
+    let _ = upstream_port;
     if !Path::new("/dev/nitro_enclaves").exists() {
         return Err("refusing to start in production mode: /dev/nitro_enclaves not found (not a Nitro Enclaves parent instance); use `kms-host dev` for the simulator".into());
     }
@@ -327,6 +384,7 @@ async fn production(
         enclave: EnclaveAddr::Vsock { cid: enclave_cid, port: enclave_port },
         child,
         region: common.region.clone(),
+        boot,
     };
     supervise::run(plan, store).await
 }
@@ -344,7 +402,6 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::Sim(c) => return exit(sim_command(c).map(|()| None)),
         Command::Admin(args) => return admin_cmd::run(args),
-        Command::Quorum(c) => return quorum::run(c),
         Command::Attestation(AttestationCommand::Verify {
             file,
             at_document_time,
@@ -369,12 +426,21 @@ fn main() -> ExitCode {
             };
             return exit(attest_cmd::run(args).map(Some).map_err(|e| e.to_string()));
         }
-        Command::VerifyEndpoint { endpoint, expected_pcrs, sim_root, allow_debug, out } => {
+        Command::Custody(CustodyCommand::Digest(args)) => return exit(custody_cmd::digest(&args).map(Some)),
+        Command::Quorum(QuorumCommand::Keygen { out_dir }) => return exit(custody_cmd::keygen(&out_dir).map(Some)),
+        Command::Quorum(QuorumCommand::Unseal(args)) => return quorum::run_unseal(args),
+        Command::VerifyEndpoint { endpoint, expected_pcrs, sim_root, allow_debug, expected_settings_digest, out } => {
+            let expected_settings_digest =
+                match expected_settings_digest.map(|d| sim::parse_hex("--expected-settings-digest", &d)).transpose() {
+                    Ok(d) => d,
+                    Err(e) => return exit(Err(e)),
+                };
             let args = verify_endpoint::Args {
                 endpoint: &endpoint,
                 expected_pcrs,
                 sim_root: sim_root.as_deref(),
                 allow_debug,
+                expected_settings_digest,
                 out: &out,
             };
             return exit(verify_endpoint::run(args).map(Some).map_err(|e| e.to_string()));
@@ -390,14 +456,26 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            Command::Dev { common, enclave_bin } => dev(common, enclave_bin).await,
-            Command::Run { common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib } => {
-                production(common, enclave_cid, enclave_port, storage_port, eif, cpu_count, memory_mib).await
+            Command::Dev { common, enclave_bin, sim_pki, custody } => dev(common, enclave_bin, sim_pki, custody).await,
+            Command::Run {
+                common,
+                enclave_cid,
+                enclave_port,
+                storage_port,
+                eif,
+                cpu_count,
+                memory_mib,
+                upstream_port,
+                custody,
+            } => {
+                let vsock = Vsock { enclave_cid, enclave_port, storage_port, upstream_port };
+                production(common, vsock, eif, cpu_count, memory_mib, custody).await
             }
             Command::Sim(_)
             | Command::Attestation(_)
             | Command::VerifyEndpoint { .. }
             | Command::Admin(_)
+            | Command::Custody(_)
             | Command::Quorum(_) => Ok(()),
         }
     });

@@ -208,6 +208,19 @@ fn labeled_expand(
 /// Opens enclave-kms's HPKE Recipient format with `key`, bound to the document whose SHA-384 is `document_sha384`:
 /// RFC 9180 base mode, DHKEM(P-384, HKDF-SHA384) 0x0011, HKDF-SHA384 0x0002, AES-256-GCM 0x0002, one message.
 fn open_hpke(key: &PrivateKey, document_sha384: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    open_hpke_info(key, &[HPKE_INFO_PREFIX, document_sha384].concat(), input)
+}
+
+/// A P-384 PKCS#8 private key (PEM or DER).
+pub fn parse_p384_private_key(bytes: &[u8]) -> Result<PrivateKey, String> {
+    match parse_private_key(bytes)? {
+        WorkloadKey::P384(k) => Ok(k),
+        WorkloadKey::Rsa(_) => Err("--private-key: an RSA key; a P-384 key is needed".into()),
+    }
+}
+
+/// Opens the HPKE format (as [`open_hpke`]) with the caller's `info`.
+pub fn open_hpke_info(key: &PrivateKey, info: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     const KEM_SUITE: &[u8] = b"KEM\x00\x11";
     const SUITE: &[u8] = b"HPKE\x00\x11\x00\x02\x00\x02";
     let fail =
@@ -228,9 +241,8 @@ fn open_hpke(key: &PrivateKey, document_sha384: &[u8], input: &[u8]) -> Result<Z
     let shared_secret = labeled_expand(KEM_SUITE, &eae_prk, b"shared_secret", &kem_context, 48)?;
 
     // KeySchedule (RFC 9180 §5.1), mode_base, no PSK.
-    let info = [HPKE_INFO_PREFIX, document_sha384].concat();
     let psk_id_hash = labeled_extract(SUITE, b"", b"psk_id_hash", b"");
-    let info_hash = labeled_extract(SUITE, b"", b"info_hash", &info);
+    let info_hash = labeled_extract(SUITE, b"", b"info_hash", info);
     let context = [&[0u8][..], &psk_id_hash, &info_hash].concat();
     let secret = labeled_extract(SUITE, &shared_secret, b"secret", b"");
     let aead_key = labeled_expand(SUITE, &secret, b"key", &context, 32)?;

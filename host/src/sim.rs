@@ -49,6 +49,16 @@ pub fn load_or_create_pki(dir: &Path) -> Result<SimPki, String> {
     Ok(pki)
 }
 
+/// `kms-host dev --sim-pki FILE`: another data directory's simulator PKI, shared so that simulated enclaves trust
+/// each other's documents; its root is published in this directory's `sim-root.pem` too.
+pub fn load_pki_file(path: &Path, dir: &Path) -> Result<SimPki, String> {
+    let bytes = Zeroizing::new(read_bounded(path).map_err(|e| format!("--sim-pki {e}"))?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| format!("--sim-pki {}: not UTF-8", path.display()))?;
+    let pki = SimPki::from_pem_bundle(text).map_err(|e| format!("--sim-pki {}: {e}", path.display()))?;
+    write_atomic(&dir.join(SIM_ROOT_FILE), pki.root_pem().as_bytes(), 0o644)?;
+    Ok(pki)
+}
+
 /// The simulated enclave's PCRs for this enclave binary.
 pub fn enclave_pcrs(enclave_bin: &Path) -> Result<BTreeMap<u32, Vec<u8>>, String> {
     let bytes = std::fs::read(enclave_bin)

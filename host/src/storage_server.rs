@@ -6,14 +6,30 @@
 //! (SQLite `synchronous=FULL`: after its fsync). Reads run beside them.
 
 use crate::blobstore::{BlobStore, Write};
+use kms_shared::custody::BootConfig;
 use kms_shared::frame;
 use kms_shared::storage::{Announcement, EnclaveMessage, HostMessage, StorageError, StorageOp, StorageReply};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Serves one storage connection until it closes. Announcements go to `announce`.
-pub async fn serve<S>(stream: S, store: Arc<dyn BlobStore>, announce: mpsc::Sender<Announcement>) -> Result<(), String>
+/// What the enclave tells the host besides storage requests.
+pub enum Event {
+    /// The enclave is up; answer on the sender once the operator files are written (the enclave then forgets the
+    /// bootstrap secret, so it must not be acknowledged before it is on disk).
+    Announce(Announcement, tokio::sync::oneshot::Sender<Result<(), StorageError>>),
+    /// The enclave refuses to start, for this reason.
+    Refuse(String),
+}
+
+/// Serves one storage connection until it closes. Announcements and refusals go to `events`; `BootConfig` requests
+/// are answered with `boot`.
+pub async fn serve<S>(
+    stream: S,
+    store: Arc<dyn BlobStore>,
+    events: mpsc::Sender<Event>,
+    boot: Arc<BootConfig>,
+) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -46,9 +62,10 @@ where
             Ok(m) => m,
             Err(e) => break Err(format!("bad frame from the enclave: {e}")),
         };
-        let (store, tx, announce, writes) = (store.clone(), tx.clone(), announce.clone(), writes.clone());
+        let (store, tx, events, writes, boot) =
+            (store.clone(), tx.clone(), events.clone(), writes.clone(), boot.clone());
         tokio::spawn(async move {
-            let result = execute(store, &writes, msg.op, &announce).await;
+            let result = execute(store, &writes, msg.op, &events, &boot).await;
             match frame::encode(&HostMessage { id: msg.id, result }) {
                 Ok(buf) => {
                     let _ = tx.send(buf).await;
@@ -113,12 +130,20 @@ async fn execute(
     store: Arc<dyn BlobStore>,
     writes: &GroupCommit,
     op: StorageOp,
-    announce: &mpsc::Sender<Announcement>,
+    events: &mpsc::Sender<Event>,
+    boot: &BootConfig,
 ) -> Result<StorageReply, StorageError> {
     op.validate()?;
     let op = match op {
         StorageOp::Announce(a) => {
-            return announce.send(a).await.map(|_| StorageReply::Done).map_err(|_| StorageError::Unavailable);
+            let (ack, done) = tokio::sync::oneshot::channel();
+            events.send(Event::Announce(a, ack)).await.map_err(|_| StorageError::Unavailable)?;
+            return done.await.map_err(|_| StorageError::Unavailable)?.map(|()| StorageReply::Done);
+        }
+        StorageOp::BootConfig => return Ok(StorageReply::BootConfig(Box::new(boot.clone()))),
+        StorageOp::Refuse { reason } => {
+            let _ = events.send(Event::Refuse(reason)).await;
+            return Ok(StorageReply::Done);
         }
         StorageOp::Put { kind, id, version, expected, sealed } => {
             let w = Write::Put { kind, id, version, expected, blob: sealed };
@@ -141,7 +166,7 @@ async fn execute(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::blobstore::SqliteStore;
@@ -262,7 +287,15 @@ mod tests {
         let store: Arc<dyn BlobStore> = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
         let (mut client, server) = duplex(1 << 16);
         let (atx, mut arx) = mpsc::channel(1);
-        let task = tokio::spawn(serve(server, store, atx));
+        let boot = Arc::new(BootConfig {
+            source: kms_shared::custody::DomainKeySource::Local,
+            init: true,
+            admin_public_key: None,
+            upstream: None,
+            operators: vec![],
+            threshold: 0,
+        });
+        let task = tokio::spawn(serve(server, store, atx, boot.clone()));
 
         let put = StorageOp::Put {
             kind: RecordKind::Key,
@@ -290,9 +323,21 @@ mod tests {
         assert_eq!(call(&mut client, 5, taken).await.result, Err(StorageError::Conflict));
         let got = call(&mut client, 3, StorageOp::Get { kind: RecordKind::Key, id: "k".into() }).await;
         assert!(matches!(got.result, Ok(StorageReply::Record(Some(_)))));
-        let ann = StorageOp::Announce(Announcement { ca_pem: "pem".into(), bootstrap: None });
-        assert_eq!(call(&mut client, 4, ann).await.result, Ok(StorageReply::Done));
-        assert_eq!(arx.recv().await.unwrap().ca_pem, "pem");
+        let got = call(&mut client, 6, StorageOp::BootConfig).await;
+        assert_eq!(got.result, Ok(StorageReply::BootConfig(Box::new((*boot).clone()))));
+        let ann = StorageOp::Announce(Announcement {
+            ca_pem: "pem".into(),
+            bootstrap: None,
+            bootstrap_sealed: None,
+            settings_digest: vec![0; 48],
+        });
+        // The announcement is answered only once the host acknowledges it (operator files written).
+        let answer = tokio::spawn(async move { call(&mut client, 4, ann).await.result.map(|_| client) });
+        let Some(Event::Announce(a, ack)) = arx.recv().await else { panic!("no announcement") };
+        assert_eq!(a.ca_pem, "pem");
+        assert!(!answer.is_finished());
+        ack.send(Ok(())).unwrap();
+        let mut client = answer.await.unwrap().unwrap();
 
         // An oversize frame header ends the connection with an error, before any allocation of that size.
         client.write_all(&[0xff, 0xff, 0xff, 0xff, 1]).await.unwrap();

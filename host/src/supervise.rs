@@ -5,6 +5,7 @@
 use crate::blobstore::{BlobStore, SqliteStore};
 use crate::files::{shell_quote, write_atomic};
 use crate::relay::{self, EnclaveAddr};
+use crate::storage_server::Event;
 use kms_shared::storage::Announcement;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub struct Plan {
     pub child: Option<Child>,
     /// Region, for the env file.
     pub region: String,
+    /// The enclave's boot configuration (custody).
+    pub boot: Arc<kms_shared::custody::BootConfig>,
 }
 
 /// Forwards a child's output lines to our stderr, prefixed.
@@ -135,6 +138,10 @@ fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -
     let dir = &plan.data_dir;
     write_atomic(&dir.join(CA_FILE), ann.ca_pem.as_bytes(), 0o644)?;
     let creds = dir.join(CREDENTIALS_FILE);
+    if let Some(sealed) = &ann.bootstrap_sealed {
+        let path = crate::custody_cmd::write_bootstrap(dir, sealed, &ann.settings_digest)?;
+        tracing::info!(path = %path.display(), "the first admin key, sealed to the admin public key, written: open it with `kms-host admin open-bootstrap`");
+    }
     match &ann.bootstrap {
         Some(b) => {
             let text = format!(
@@ -144,6 +151,7 @@ fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -
             write_atomic(&creds, text.as_bytes(), 0o600)?;
             tracing::info!(access_key_id = %b.access_key_id, path = %creds.display(), "bootstrap admin credentials written (shown once)");
         }
+        None if ann.bootstrap_sealed.is_some() || plan.boot.source != kms_shared::custody::DomainKeySource::Local => {}
         None if !creds.exists() => tracing::warn!(
             path = %creds.display(),
             "no credentials file: the admin key is shown only once, at the first start of a data directory"
@@ -176,25 +184,47 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
     let (atx, mut arx) = mpsc::channel(4);
     let store_dyn: Arc<dyn BlobStore> = store;
     let (dead_tx, mut dead_rx) = mpsc::channel::<String>(1);
+    let boot = plan.boot.clone();
     tokio::spawn(async move {
-        let why = match crate::storage_server::serve(storage, store_dyn, atx).await {
+        let why = match crate::storage_server::serve(storage, store_dyn, atx, boot).await {
             Ok(()) => "the enclave closed the storage channel".to_owned(),
             Err(e) => e,
         };
         let _ = dead_tx.send(why).await;
     });
 
-    let announcement = tokio::select! {
-        a = tokio::time::timeout(STARTUP_TIMEOUT, arx.recv()) => match a {
-            Ok(Some(a)) => a,
-            _ => return Err("the enclave did not announce itself in time".into()),
-        },
-        why = child_exit(&mut plan.child) => return Err(why),
-        Some(why) = dead_rx.recv() => return Err(why),
+    let (announcement, ack) = {
+        tokio::select! {
+            a = tokio::time::timeout(STARTUP_TIMEOUT, arx.recv()) => match a {
+                Ok(Some(Event::Announce(a, ack))) => (a, ack),
+                Ok(Some(Event::Refuse(reason))) => {
+                    // The enclave exits after this; wait for it briefly so no process is left behind.
+                    let _ = tokio::time::timeout(STOP_TIMEOUT, child_exit(&mut plan.child)).await;
+                    return Err(format!("the enclave refused to start: {}", one_line(&reason)));
+                }
+                _ => return Err("the enclave did not announce itself in time".into()),
+            },
+            why = child_exit(&mut plan.child) => {
+                // A refusal may be queued behind the exit.
+                if let Ok(Event::Refuse(reason)) = arx.try_recv() {
+                    return Err(format!("the enclave refused to start: {}", one_line(&reason)));
+                }
+                return Err(why);
+            }
+            Some(why) = dead_rx.recv() => {
+                if let Ok(Event::Refuse(reason)) = arx.try_recv() {
+                    return Err(format!("the enclave refused to start: {}", one_line(&reason)));
+                }
+                return Err(why);
+            }
+        }
     };
     let local = plan.listener.local_addr().map_err(|e| format!("listener: {e}"))?;
     let endpoint = connectable(local);
-    write_operator_files(&plan, &announcement, endpoint)?;
+    let written = write_operator_files(&plan, &announcement, endpoint);
+    let _ = ack.send(written.clone().map_err(|_| kms_shared::storage::StorageError::Unavailable));
+    written?;
+    println!("settings digest: {}", hex::encode(&announcement.settings_digest));
     drop(announcement);
 
     let relay = tokio::spawn(relay::run(plan.listener, plan.enclave.clone()));
@@ -211,6 +241,11 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
     }
     stop_child(&mut plan.child).await;
     outcome
+}
+
+/// The enclave's reason on one line (it is shown as the one error line of this process).
+fn one_line(reason: &str) -> String {
+    reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 async fn stop_child(child: &mut Option<Child>) {

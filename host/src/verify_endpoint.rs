@@ -6,7 +6,10 @@
 //! 2. Verify the document: pinned anchor (the AWS Nitro root, or a simulator root when given), chain at the current
 //!    time, age, our nonce, the expected PCRs, no debug mode unless allowed.
 //! 3. Check the binding: the document's `public_key` is the SubjectPublicKeyInfo of the leaf this connection used, and
-//!    its `user_data` is the SHA-384 of the CA certificate presented; the leaf chains to that CA for the endpoint name.
+//!    its `user_data` is the SHA-384 of the CA certificate presented followed by the SHA-384 of the enclave's
+//!    initialisation settings (custody); the leaf chains to that CA for the endpoint name. With
+//!    `--expected-settings-digest`, the settings digest must be the one the operator computed
+//!    (`kms-host custody digest`); it is printed as `settings_digest` either way.
 //! 4. Only then write the CA certificate: the bundle a client should trust from now on.
 
 use crate::attest_cmd::{Failure, MAX_SKEW_MS, anchor, now_ms};
@@ -140,7 +143,9 @@ pub fn check(
             "the TLS key of this connection is not the key the attestation document binds: not this enclave".into(),
         ));
     }
-    if verified.user_data() != Some(sha384(ca).as_slice()) {
+    if verified.user_data().and_then(|u| u.get(..48)) != Some(sha384(ca).as_slice())
+        || verified.user_data().map(<[u8]>::len) != Some(96)
+    {
         return Err(Failure::Usage(
             "the CA the endpoint presented is not the CA the attestation document binds".into(),
         ));
@@ -218,7 +223,13 @@ pub struct Args<'a> {
     pub expected_pcrs: Vec<(u32, Vec<u8>)>,
     pub sim_root: Option<&'a Path>,
     pub allow_debug: bool,
+    pub expected_settings_digest: Option<Vec<u8>>,
     pub out: &'a Path,
+}
+
+/// The settings digest an endpoint's checked document binds (`user_data` after the CA's hash).
+pub fn settings_digest(verified: &VerifiedAttestation) -> Option<&[u8]> {
+    verified.user_data().and_then(|u| u.get(48..))
 }
 
 /// Runs the command; returns the verified document's fields as JSON.
@@ -236,10 +247,25 @@ pub fn run(args: Args<'_>) -> Result<serde_json::Value, Failure> {
     let (doc, chain) = fetch(&host, port, &nonce).map_err(Failure::Usage)?;
     let name = ServerName::try_from(host.clone()).map_err(|e| Failure::Usage(format!("bad endpoint name: {e}")))?;
     let verified = check(&doc, &anchor, &policy, &nonce, &chain, &name, now_ms())?;
+    let digest = settings_digest(&verified).unwrap_or_default();
+    if let Some(expected) = &args.expected_settings_digest
+        && expected.as_slice() != digest
+    {
+        return Err(Failure::Usage(format!(
+            "the endpoint's initialisation settings digest is {}, not the expected {}: it was initialised with other \
+             keys or settings",
+            hex::encode(digest),
+            hex::encode(expected)
+        )));
+    }
     let ca = chain.get(1).ok_or_else(|| Failure::Usage("no CA certificate".into()))?;
     write_atomic(args.out, kms_attestation::pem::encode("CERTIFICATE", ca).as_bytes(), 0o644)
         .map_err(Failure::Usage)?;
-    Ok(crate::attest_cmd::to_json(&verified))
+    let mut out = crate::attest_cmd::to_json(&verified);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("settings_digest".into(), hex::encode(digest).into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -289,7 +315,7 @@ mod tests {
             let req = DocumentRequest {
                 pcrs: self.pcrs.clone(),
                 public_key: Some(spki.to_vec()),
-                user_data: Some(sha384(ca)),
+                user_data: Some([sha384(ca), vec![7u8; 48]].concat()),
                 nonce: Some(nonce.to_vec()),
                 module_id: None,
             };
@@ -334,6 +360,22 @@ mod tests {
         let doc = c.doc(b"n", &c.spki, &other_chain[1]);
         let err = c.check(&doc, b"n", &c.pcrs[&0]).err().unwrap();
         assert!(err.to_string().contains("CA"), "{err}");
+    }
+
+    #[test]
+    fn a_document_without_the_settings_digest_fails() {
+        let c = case();
+        let req = DocumentRequest {
+            pcrs: c.pcrs.clone(),
+            public_key: Some(c.spki.clone()),
+            user_data: Some(sha384(&c.chain[1])),
+            nonce: Some(b"n".to_vec()),
+            module_id: None,
+        };
+        let doc = c.pki.issue(&req, now_ms()).unwrap();
+        assert!(c.check(&doc, b"n", &c.pcrs[&0]).is_err());
+        let good = c.doc(b"n", &c.spki, &c.chain[1]);
+        assert_eq!(settings_digest(&c.check(&good, b"n", &c.pcrs[&0]).unwrap()), Some(&[7u8; 48][..]));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! enclave both link it, and nothing in it may give either side more than the bytes it is handed. Every decoder is
 //! bounded and fallible; limits are checked before anything is allocated.
 
+pub mod custody;
 pub mod frame;
 pub mod preface;
 pub mod quorum;

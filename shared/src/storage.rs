@@ -37,6 +37,11 @@ pub enum RecordKind {
     ImportToken = 7,
     /// A principal (IAM-style user or role) and whether it administers principals.
     Principal = 8,
+    /// The custody record: initialisation settings and phase, sealed under the domain key (so opening it checks the
+    /// domain key). Exists from the first moment a domain key does.
+    Custody = 9,
+    /// The upstream service's CiphertextBlob of the domain key (stored as the upstream returned it, not sealed by us).
+    UpstreamEnvelope = 10,
 }
 
 impl From<RecordKind> for u16 {
@@ -57,6 +62,8 @@ impl TryFrom<u16> for RecordKind {
             6 => Self::KeyTombstone,
             7 => Self::ImportToken,
             8 => Self::Principal,
+            9 => Self::Custody,
+            10 => Self::UpstreamEnvelope,
             other => return Err(format!("unknown record kind {other}")),
         })
     }
@@ -140,6 +147,13 @@ pub enum StorageOp {
     /// Tell the operator what the enclave publishes: the TLS trust anchor, and on first start the bootstrap admin
     /// access key, which is shown to the operator exactly once this way.
     Announce(Announcement),
+    /// Ask the host for its start-up instructions ([`crate::custody::BootConfig`]), once, before anything else.
+    BootConfig,
+    /// The enclave refuses to start, for `reason` (one line, no secret); it exits after the host's answer.
+    Refuse {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the enclave publishes to the operator through the host.
@@ -147,8 +161,15 @@ pub enum StorageOp {
 pub struct Announcement {
     /// PEM of the CA certificate clients must trust for the enclave's TLS endpoint.
     pub ca_pem: String,
-    /// The admin access key created at first start, or `None` on later starts.
+    /// The admin access key created at first start, or `None` on later starts (local mode only).
     pub bootstrap: Option<BootstrapCredential>,
+    /// The admin access key sealed to the admin public key named at initialisation (HPKE, see
+    /// `kms-host admin open-bootstrap`), or `None`.
+    #[serde(with = "serde_bytes")]
+    pub bootstrap_sealed: Option<Vec<u8>>,
+    /// SHA-384 of the initialisation settings (as bound into attestation documents).
+    #[serde(with = "serde_bytes")]
+    pub settings_digest: Vec<u8>,
 }
 
 impl fmt::Debug for Announcement {
@@ -156,7 +177,8 @@ impl fmt::Debug for Announcement {
         f.debug_struct("Announcement")
             .field("ca_pem_len", &self.ca_pem.len())
             .field("bootstrap", &self.bootstrap)
-            .finish()
+            .field("bootstrap_sealed", &self.bootstrap_sealed.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,6 +214,8 @@ pub enum StorageReply {
     Record(Option<StoredRecord>),
     /// Answer to `Put`, `Delete` and `Announce`.
     Done,
+    /// Answer to `BootConfig`.
+    BootConfig(Box<crate::custody::BootConfig>),
     /// Answer to `List`.
     Listed {
         /// Records in id order.
@@ -252,7 +276,13 @@ impl StorageOp {
             StorageOp::List { after, limit, .. } => {
                 after.as_deref().is_none_or(|a| a.len() <= MAX_ID_LEN) && *limit >= 1 && *limit <= MAX_LIST_LIMIT
             }
-            StorageOp::Announce(a) => a.ca_pem.len() <= 64 * 1024,
+            StorageOp::Announce(a) => {
+                a.ca_pem.len() <= 64 * 1024
+                    && a.bootstrap_sealed.as_ref().is_none_or(|b| b.len() <= 4096)
+                    && a.settings_digest.len() <= 64
+            }
+            StorageOp::BootConfig => true,
+            StorageOp::Refuse { reason } => reason.len() <= 2048,
         };
         if ok { Ok(()) } else { Err(StorageError::Invalid) }
     }
@@ -271,6 +301,8 @@ mod tests {
             RecordKind::Alias,
             RecordKind::Credential,
             RecordKind::TlsIssuer,
+            RecordKind::Custody,
+            RecordKind::UpstreamEnvelope,
         ] {
             assert_eq!(RecordKind::try_from(u16::from(k)).unwrap(), k);
         }
@@ -303,7 +335,10 @@ mod tests {
     #[test]
     fn debug_redacts_secret() {
         let b = BootstrapCredential { access_key_id: "AKIA1".into(), secret_access_key: "s3cr3t-value".into() };
-        let shown = format!("{:?}", Announcement { ca_pem: String::new(), bootstrap: Some(b) });
+        let shown = format!(
+            "{:?}",
+            Announcement { ca_pem: String::new(), bootstrap: Some(b), bootstrap_sealed: None, settings_digest: vec![] }
+        );
         assert!(shown.contains("AKIA1"));
         assert!(!shown.contains("s3cr3t-value"));
     }

@@ -484,7 +484,9 @@ def test_get_attestation_document(tmp_path, host_bin, server, pcrs, sim_root):
     assert {k: out["pcrs"][k] for k in ("0", "1", "2")} == pcrs
     assert out["public_key"] == spki_of_cert_der(peer).hex(), "public_key is not the TLS leaf's SPKI"
     ca_der = cert_der(server.data_dir / "ca.pem")
-    assert out["user_data"] == sha384_hex(ca_der), "user_data is not SHA-384 of ca.pem's certificate"
+    # user_data = SHA-384(CA certificate) || SHA-384(initialisation settings) (custody).
+    assert out["user_data"][:96] == sha384_hex(ca_der), "user_data does not start with SHA-384 of ca.pem's certificate"
+    assert len(out["user_data"]) == 192, out["user_data"]
 
 
 def test_get_attestation_document_nonces_and_replay(tmp_path, host_bin, server, sim_root):
@@ -539,7 +541,8 @@ def test_verify_endpoint_writes_ca(tmp_path, host_bin, server, pcrs, sim_root):
     assert {k: fields["pcrs"][k] for k in pcrs} == pcrs, fields
     assert fields["module_id"].startswith("sim-") and fields["debug"] is False, fields
     assert fields["nonce"], "verify-endpoint did not use a nonce"
-    assert fields["user_data"] == sha384_hex(cert_der(out)), fields
+    assert fields["user_data"][:96] == sha384_hex(cert_der(out)), fields
+    assert fields["user_data"][96:] == fields["settings_digest"] and len(fields["settings_digest"]) == 96, fields
 
     # The written bundle is enough to trust the endpoint: boto3 with verify= ...
     bsession = server.botocore_session()

@@ -101,6 +101,11 @@ pub struct Credentials {
     cache: Mutex<HashMap<String, Arc<Credential>>>,
 }
 
+/// A fresh access key id and secret, not yet stored.
+pub fn generate() -> Result<(String, SecretString), Error> {
+    Ok((format!("AKIA{}", random_string(AKID_ALPHABET, 16)?), SecretString::new(random_string(SECRET_ALPHABET, 40)?)))
+}
+
 impl Credentials {
     /// Access keys over `records`.
     pub fn new(records: Arc<Records>) -> Self {
@@ -133,13 +138,18 @@ impl Credentials {
 
     /// Creates an access key for `principal_arn`. Returns the id and the secret, which the caller shows once.
     pub async fn create(&self, principal_arn: &str, now: f64) -> Result<(String, SecretString), Error> {
-        let akid = format!("AKIA{}", random_string(AKID_ALPHABET, 16)?);
-        let secret = SecretString::new(random_string(SECRET_ALPHABET, 40)?);
+        let (akid, secret) = generate()?;
+        self.insert(&akid, &secret, principal_arn, now).await?;
+        Ok((akid, secret))
+    }
+
+    /// Stores a prepared access key (see [`generate`]); a `Conflict` from the host if the id exists.
+    pub async fn insert(&self, akid: &str, secret: &SecretString, principal_arn: &str, now: f64) -> Result<(), Error> {
         let mut body = zeroize::Zeroizing::new(Vec::with_capacity(128));
         let out = BodyOut { principal_arn, secret: secret.expose_secret(), creation_date: now };
         ciborium::into_writer(&out, &mut *body).map_err(|e| Error::Internal(e.to_string()))?;
-        self.records.put(RecordKind::Credential, &akid, None, &body).await?;
-        Ok((akid, secret))
+        self.records.put(RecordKind::Credential, akid, None, &body).await?;
+        Ok(())
     }
 
     /// Deletes an access key; `false` if there is none. Requests signed with it fail from now on.

@@ -1,6 +1,6 @@
 //! EnclaveKms.GetAttestationDocument (our extension): a fresh attestation document of this enclave that binds its
-//! TLS identity (`public_key` = the TLS leaf's SubjectPublicKeyInfo, `user_data` = SHA-384 of the CA certificate) and
-//! carries the caller's nonce, so a client can check the PCRs and that it is talking to this very enclave.
+//! TLS identity and initialisation settings (`public_key` = the TLS leaf's SubjectPublicKeyInfo, `user_data` = SHA-384
+//! of the CA certificate ‖ SHA-384 of the initialisation settings, 96 bytes) and carries the caller's nonce, so a client can check the PCRs and that it is talking to this very enclave.
 
 use super::{Blob, b64, check_len, required, respond};
 use crate::error::Error;
@@ -27,8 +27,9 @@ pub async fn run(svc: &Service, req: Request) -> Result<Vec<u8>, Error> {
     let nonce = required(req.nonce, "nonce")?.0;
     check_len(nonce.len(), "nonce", MAX_NONCE)?;
     let nsm = svc.nsm.clone();
-    let (spki, ca_hash) = (svc.binding.leaf_spki.clone(), svc.binding.ca_sha384.clone());
-    let doc = tokio::task::spawn_blocking(move || nsm.attestation(Some(&ca_hash), Some(&nonce), Some(&spki)))
+    let spki = svc.binding.leaf_spki.clone();
+    let user_data = [&svc.binding.ca_sha384[..], &svc.binding.settings_digest[..]].concat();
+    let doc = tokio::task::spawn_blocking(move || nsm.attestation(Some(&user_data), Some(&nonce), Some(&spki)))
         .await
         .map_err(|_| Error::Internal("attestation task failed".into()))?
         .map_err(|e| Error::Internal(format!("NSM attestation: {e}")))?;

@@ -71,11 +71,24 @@ fn new_issuer(label: &str) -> Result<IssuerBody, Error> {
     Ok(IssuerBody { label: label.to_owned(), key_pkcs8: key.serialize_der(), cert_der: cert.der().to_vec() })
 }
 
-/// Loads the issuing CA from the store, creating it on first start, then issues a leaf for `names`.
-pub async fn load_or_create(records: &Records, names: &[String], label: &str) -> Result<TlsIdentity, Error> {
+/// Loads the issuing CA from the store, then issues a leaf for `names`. Creates the CA only when `may_create` (while
+/// the data directory is being initialised); once initialised, a missing CA record is refused, naming it, rather
+/// than silently replaced (which would break every client that trusts the old CA).
+pub async fn load_or_create(
+    records: &Records,
+    names: &[String],
+    label: &str,
+    may_create: bool,
+) -> Result<TlsIdentity, Error> {
     let body = match records.get(RecordKind::TlsIssuer, ISSUER_RECORD_ID).await? {
         Some(opened) => ciborium::from_reader::<IssuerBody, _>(&opened.body[..])
             .map_err(|_| Error::Internal("undecodable TLS issuer record".into()))?,
+        None if !may_create => {
+            return Err(Error::Internal(format!(
+                "required record TlsIssuer/{ISSUER_RECORD_ID} is missing from an initialised data directory; \
+                 refusing to mint a new CA (restore the store)"
+            )));
+        }
         None => {
             let body = new_issuer(label)?;
             let mut bytes = Zeroizing::new(Vec::with_capacity(1024));

@@ -35,7 +35,8 @@ pub fn info(document_sha384: &[u8; 48]) -> Vec<u8> {
     info
 }
 
-fn p384_recipient(spki_der: &[u8]) -> Result<<DhP384HkdfSha384 as Kem>::PublicKey, RecipientError> {
+/// Parses and checks a P-384 SubjectPublicKeyInfo (on the curve, not the identity).
+pub fn p384_recipient(spki_der: &[u8]) -> Result<<DhP384HkdfSha384 as Kem>::PublicKey, RecipientError> {
     let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| RecipientError::MalformedPublicKey)?;
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
         return Err(RecipientError::NotP384);
@@ -54,13 +55,16 @@ fn p384_recipient(spki_der: &[u8]) -> Result<<DhP384HkdfSha384 as Kem>::PublicKe
 
 /// Seals `plaintext` for the P-384 key `spki_der`, bound to the document whose SHA-384 is `document_sha384`.
 pub fn seal(spki_der: &[u8], document_sha384: &[u8; 48], plaintext: &[u8]) -> Result<Vec<u8>, RecipientError> {
+    seal_with_info(spki_der, &info(document_sha384), plaintext)
+}
+
+/// Seals `plaintext` for the P-384 key `spki_der` in the same format, with the caller's `info` (domain separation;
+/// e.g. the admin bootstrap of `custody`).
+pub fn seal_with_info(spki_der: &[u8], info: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, RecipientError> {
     let recipient = p384_recipient(spki_der)?;
-    let (enc, mut context) = hpke::setup_sender::<AesGcm256, HkdfSha384, DhP384HkdfSha384>(
-        &OpModeS::Base,
-        &recipient,
-        &info(document_sha384),
-    )
-    .map_err(|_| RecipientError::Internal)?;
+    let (enc, mut context) =
+        hpke::setup_sender::<AesGcm256, HkdfSha384, DhP384HkdfSha384>(&OpModeS::Base, &recipient, info)
+            .map_err(|_| RecipientError::Internal)?;
     // Sealed in place in a buffer that is zeroized if sealing fails.
     let mut body = Zeroizing::new(plaintext.to_vec());
     let tag = context.seal_inout_detached(body.as_mut_slice().into(), b"").map_err(|_| RecipientError::Internal)?;

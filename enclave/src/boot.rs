@@ -36,10 +36,16 @@ pub struct Settings {
 }
 
 /// The boot configuration, then the domain key from its source.
-async fn establish(channel: &Channel, nsm: &dyn Nsm, settings: &Settings) -> Result<custody::Established, Error> {
+async fn establish(
+    channel: &Channel,
+    nsm: &Arc<dyn Nsm>,
+    settings: &Settings,
+    listener: &ClientListener,
+) -> Result<custody::Established, Error> {
     let config = custody::boot_config(channel).await?;
     tracing::info!(source = config.source.name(), init = config.init, "boot configuration received");
-    let cx = custody::Context { channel, nsm, config: &config };
+    let sealed = custody::SealedIo { listener, nsm: nsm.clone(), tls_names: &settings.tls_names };
+    let cx = custody::Context { channel, nsm: nsm.as_ref(), config: &config, sealed: Some(sealed) };
     custody::establish(&cx, &settings.scope.user_arn(custody::ADMIN_NAME)).await
 }
 
@@ -54,7 +60,8 @@ pub async fn run(
         storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
     let (channel, mut dead) = Channel::start(stream);
 
-    let mut est = match establish(&channel, nsm.as_ref(), &settings).await {
+    let nsm: Arc<dyn Nsm> = Arc::from(nsm);
+    let mut est = match establish(&channel, &nsm, &settings, &listener).await {
         Ok(e) => e,
         Err(e) => {
             let reason = match &e {
@@ -82,7 +89,7 @@ pub async fn run(
     let clock = Arc::new(Clock::default());
     let anchor = nsm.trust_anchor().map_err(|e| Error::Internal(format!("trust anchor: {e}")))?;
     let svc = Arc::new(Service {
-        nsm: Arc::from(nsm),
+        nsm: nsm.clone(),
         binding,
         keys: Keyring::new(records.clone(), settings.scope.clone(), clock.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),

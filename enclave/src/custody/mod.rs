@@ -17,6 +17,7 @@
 
 #[cfg(feature = "simulator")]
 mod local;
+pub mod quorum;
 
 use crate::crypto::secret::{Key256, SecretString};
 use crate::error::Error;
@@ -96,6 +97,18 @@ pub struct Context<'a> {
     pub nsm: &'a dyn Nsm,
     /// The host's instructions.
     pub config: &'a BootConfig,
+    /// What a source that waits for its operators serves with (`quorum`); `None` in tests.
+    pub sealed: Option<SealedIo<'a>>,
+}
+
+/// The client side a sealed enclave serves on while it waits for its key.
+pub struct SealedIo<'a> {
+    /// The client listener (the normal service takes it over once unsealed).
+    pub listener: &'a crate::net::transport::ClientListener,
+    /// The NSM, shareable with blocking tasks.
+    pub nsm: Arc<dyn Nsm>,
+    /// Names for the sealed endpoint's ephemeral certificate.
+    pub tls_names: &'a [String],
 }
 
 /// A domain-key source, chosen by the host's boot configuration.
@@ -128,7 +141,7 @@ impl Source {
             #[cfg(feature = "simulator")]
             Self::Local => "SimDomainKey",
             Self::Upstream => "UpstreamEnvelope",
-            Self::Quorum => "quorum shares",
+            Self::Quorum => "QuorumDescriptor",
         }
     }
 
@@ -137,7 +150,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::load(cx).await,
-            Self::Upstream | Self::Quorum => Err(self.not_built()),
+            Self::Quorum => quorum::load(cx).await,
+            Self::Upstream => Err(self.not_built()),
         }
     }
 
@@ -146,7 +160,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::create(cx),
-            Self::Upstream | Self::Quorum => Err(self.not_built()),
+            Self::Quorum => quorum::create(cx),
+            Self::Upstream => Err(self.not_built()),
         }
     }
 
@@ -155,7 +170,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::commit(cx, commit).await,
-            Self::Upstream | Self::Quorum => Err(self.not_built()),
+            Self::Quorum => quorum::commit(cx, commit).await,
+            Self::Upstream => Err(self.not_built()),
         }
     }
 

@@ -2,5 +2,6 @@
 
 pub mod descriptor;
 pub mod hpke;
+pub mod sealed;
 pub mod shamir;
 pub mod unseal;

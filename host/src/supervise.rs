@@ -227,7 +227,8 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
                     if let Some(l) = listener.take() {
                         relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone())));
                     }
-                    println!("sealed: waiting for {threshold} of {count} shares at https://{endpoint}");
+                    println!("sealed: waiting for {threshold} of {count} shares");
+                    println!("unseal endpoint: https://{endpoint}");
                 }
                 _ => return Err("the enclave did not announce itself in time".into()),
             },

@@ -44,41 +44,27 @@ async fn establish(
 ) -> Result<custody::Established, Error> {
     let config = custody::boot_config(channel).await?;
     tracing::info!(source = config.source.name(), init = config.init, "boot configuration received");
+    // A `quorum` enclave serves its sealed endpoint on the client listener until its operators unseal it.
     let sealed = custody::SealedIo { listener, nsm: nsm.clone(), tls_names: &settings.tls_names };
     let cx = custody::Context { channel, nsm: nsm.as_ref(), config: &config, sealed: Some(sealed) };
     custody::establish(&cx, &settings.scope.user_arn(custody::ADMIN_NAME)).await
 }
 
-/// Runs the enclave until the host goes away or a shutdown signal arrives.
-pub async fn run(
+/// Everything before serving: the domain key, the TLS identity, the service, the first admin, the announcement. A
+/// failure here is reported to the host as a refusal.
+async fn start(
+    channel: &Channel,
     nsm: Box<dyn Nsm>,
-    storage: StorageTarget,
-    listener: ClientListener,
     settings: Settings,
-) -> Result<(), Error> {
-    let stream =
-        storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
-    let (channel, mut dead) = Channel::start(stream);
-
+    listener: &ClientListener,
+) -> Result<(Arc<Service>, crate::net::tls::TlsIdentity, custody::Established), Error> {
     let nsm: Arc<dyn Nsm> = Arc::from(nsm);
-    let mut est = match establish(&channel, &nsm, &settings, &listener).await {
-        Ok(e) => e,
-        Err(e) => {
-            let reason = match &e {
-                Error::Internal(d) => d.clone(),
-                other => other.to_string(),
-            };
-            // Tell the host why (in Nitro mode the enclave's own output is not visible to it); best effort.
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                channel.call(StorageOp::Refuse { reason: reason.chars().take(2000).collect() }),
-            )
-            .await;
-            return Err(e);
-        }
-    };
+    let est = establish(channel, &nsm, &settings, listener).await?;
     let records = est.records.clone();
+    #[cfg(feature = "simulator")]
     let label = if nsm.is_simulated() { "INSECURE simulator" } else { "Nitro" };
+    #[cfg(not(feature = "simulator"))]
+    let label = "Nitro";
     let initialising = est.pending.is_some();
     let tls = crate::net::tls::load_or_create(&records, &settings.tls_names, label, initialising).await?;
     let binding = crate::service::TlsBinding {
@@ -122,7 +108,39 @@ pub async fn run(
         }))
         .await
         .map_err(Error::from)?;
+    Ok((svc, tls, est))
+}
+
+/// Runs the enclave until the host goes away or a shutdown signal arrives.
+pub async fn run(
+    nsm: Box<dyn Nsm>,
+    storage: StorageTarget,
+    listener: ClientListener,
+    settings: Settings,
+) -> Result<(), Error> {
+    let stream =
+        storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
+    let (channel, mut dead) = Channel::start(stream);
+
+    let started = start(&channel, nsm, settings, &listener).await;
+    let (svc, tls, mut est) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = match &e {
+                Error::Internal(d) => d.clone(),
+                other => other.to_string(),
+            };
+            // Tell the host why (in Nitro mode the enclave's own output is not visible to it); best effort.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                channel.call(StorageOp::Refuse { reason: reason.chars().take(2000).collect() }),
+            )
+            .await;
+            return Err(e);
+        }
+    };
     custody::mark_ready(&mut est).await?;
+    channel.call(StorageOp::Serving).await.map_err(Error::from)?;
     tracing::info!("enclave ready");
 
     // Keys nobody touches are destroyed on time too (touched ones are destroyed on first sight).

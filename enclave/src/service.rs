@@ -74,6 +74,7 @@ impl Clock {
     }
 
     /// Moves the clock forward (simulator mode only); returns the new offset in milliseconds.
+    #[cfg(feature = "simulator")]
     pub fn advance_ms(&self, ms: i64) -> i64 {
         self.offset_ms.fetch_add(ms, Ordering::Relaxed).saturating_add(ms)
     }

@@ -346,6 +346,7 @@ async fn production(
     let Vsock { enclave_cid, enclave_port, storage_port, upstream_port } = vsock;
     let boot = Arc::new(custody_cmd::boot_config(&custody, false, false)?);
     let _ = upstream_port;
+    // Flags first, so a usage error says so on any machine.
     if !Path::new("/dev/nitro_enclaves").exists() {
         return Err("refusing to start in production mode: /dev/nitro_enclaves not found (not a Nitro Enclaves parent instance); use `kms-host dev` for the simulator".into());
     }

@@ -18,6 +18,8 @@ pub enum Event {
     /// The enclave is up; answer on the sender once the operator files are written (the enclave then forgets the
     /// bootstrap secret, so it must not be acknowledged before it is on disk).
     Announce(Announcement, tokio::sync::oneshot::Sender<Result<(), StorageError>>),
+    /// Initialisation is complete; the enclave serves.
+    Serving,
     /// The enclave refuses to start, for this reason.
     Refuse(String),
     /// Quorum initialisation: write these share files; answer once they are durable.
@@ -145,6 +147,10 @@ async fn execute(
             return done.await.map_err(|_| StorageError::Unavailable)?.map(|()| StorageReply::Done);
         }
         StorageOp::BootConfig => return Ok(StorageReply::BootConfig(Box::new(boot.clone()))),
+        StorageOp::Serving => {
+            let _ = events.send(Event::Serving).await;
+            return Ok(StorageReply::Done);
+        }
         StorageOp::Refuse { reason } => {
             let _ = events.send(Event::Refuse(reason)).await;
             return Ok(StorageReply::Done);

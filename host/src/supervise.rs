@@ -212,6 +212,7 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
         tokio::select! {
             a = next => match a {
                 Ok(Some(Event::Announce(a, ack))) => break (a, ack),
+                Ok(Some(Event::Serving)) => return Err("the enclave claimed to serve before announcing itself".into()),
                 Ok(Some(Event::Refuse(reason))) => {
                     // The enclave exits after this; wait for it briefly so no process is left behind.
                     let _ = tokio::time::timeout(STOP_TIMEOUT, child_exit(&mut plan.child)).await;
@@ -230,7 +231,14 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
                     println!("sealed: waiting for {threshold} of {count} shares");
                     println!("unseal endpoint: https://{endpoint}");
                 }
-                _ => return Err("the enclave did not announce itself in time".into()),
+                Ok(None) => {
+                    // The storage channel ended: the enclave is exiting; report why.
+                    let why = tokio::time::timeout(STOP_TIMEOUT, child_exit(&mut plan.child))
+                        .await
+                        .unwrap_or_else(|_| "the enclave closed the storage channel".into());
+                    return Err(why);
+                }
+                Err(_) => return Err("the enclave did not announce itself in time".into()),
             },
             why = child_exit(&mut plan.child) => {
                 // A refusal may be queued behind the exit.
@@ -262,6 +270,16 @@ pub async fn run(mut plan: Plan, store: Arc<SqliteStore>) -> Result<(), String> 
     written?;
     println!("settings digest: {}", hex::encode(&announcement.settings_digest));
     drop(announcement);
+    // Ready only once the enclave has completed its initialisation (after the files above were written).
+    tokio::select! {
+        e = tokio::time::timeout(STARTUP_TIMEOUT, arx.recv()) => match e {
+            Ok(Some(Event::Serving)) => {}
+            Ok(Some(Event::Refuse(reason))) => return Err(format!("the enclave refused to start: {}", one_line(&reason))),
+            _ => return Err("the enclave did not complete its start".into()),
+        },
+        why = child_exit(&mut plan.child) => return Err(why),
+        Some(why) = dead_rx.recv() => return Err(why),
+    }
 
     let relay = match (relay, listener.take()) {
         (Some(r), _) => r,

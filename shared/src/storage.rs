@@ -153,6 +153,9 @@ pub enum StorageOp {
     Announce(Announcement),
     /// Ask the host for its start-up instructions ([`crate::custody::BootConfig`]), once, before anything else.
     BootConfig,
+    /// The enclave serves: sent after the announcement once initialisation is complete (the host prints its ready line
+    /// only then).
+    Serving,
     /// The enclave refuses to start, for `reason` (one line, no secret); it exits after the host's answer.
     Refuse {
         /// Why.
@@ -299,7 +302,7 @@ impl StorageOp {
                     && a.bootstrap_sealed.as_ref().is_none_or(|b| b.len() <= 4096)
                     && a.settings_digest.len() <= 64
             }
-            StorageOp::BootConfig => true,
+            StorageOp::BootConfig | StorageOp::Serving => true,
             StorageOp::Refuse { reason } => reason.len() <= 2048,
             StorageOp::QuorumShares { files } => {
                 files.len() <= crate::quorum::MAX_SHARES

@@ -2,6 +2,7 @@
 //! markers and common validation.
 
 mod admin;
+#[cfg(feature = "simulator")]
 mod advance_clock;
 mod cancel_key_deletion;
 mod create_alias;
@@ -49,7 +50,9 @@ use zeroize::Zeroizing;
 /// client decide whether to trust this endpoint before it has any reason to.
 pub const ATTESTATION_TARGET: &str = "EnclaveKms.GetAttestationDocument";
 
-/// Simulator mode only: moves the lifecycle clock forward (our extension, SigV4-authenticated).
+/// Simulator mode only: moves the lifecycle clock forward (our extension, SigV4-authenticated). Not compiled into the
+/// production enclave (`--no-default-features`): there the target is an unknown operation.
+#[cfg(feature = "simulator")]
 pub const ADVANCE_CLOCK_TARGET: &str = "EnclaveKms.AdvanceClock";
 
 /// Runs the operation named by `X-Amz-Target` on a JSON body, returning the JSON response body. `caller` is the
@@ -61,6 +64,7 @@ pub async fn dispatch(svc: &Service, caller: Option<&Caller>, target: &str, body
     let Some(caller) = caller else {
         return Err(Error::Auth(crate::net::sigv4::AuthError::MissingAuthentication));
     };
+    #[cfg(feature = "simulator")]
     if target == ADVANCE_CLOCK_TARGET {
         return advance_clock::run(svc, caller, parse(body)?).await;
     }

@@ -140,7 +140,7 @@ def combine(shares: dict[int, bytes]) -> bytes:
 # ---- the deployment ---------------------------------------------------------------------------------------------
 
 class Deployment:
-    def __init__(self, root: Path, host_bin, ops, admin, name):
+    def __init__(self, root: Path, host_bin, ops, admin, name, threshold=2):
         self.host_bin = host_bin
         self.ops = ops
         self.admin = admin
@@ -148,7 +148,7 @@ class Deployment:
         args = ["--domain-key", "quorum"]
         for op in ops:
             args += ["--operator", op / "public.pem"]
-        self.init_args = args + ["--threshold", "2", "--admin-public-key", admin / "public.pem", "--init"]
+        self.init_args = args + ["--threshold", str(threshold), "--admin-public-key", admin / "public.pem", "--init"]
         self.server = KmsServer(self.dir, extra_args=self.init_args, binary=host_bin, extra_env={"RUST_LOG": "debug"})
 
     def share(self, i: int) -> Path:
@@ -211,8 +211,10 @@ def world(tmp_path_factory, host_bin):
     admin = keygen(host_bin, root / "admin")
     main = Deployment(root, host_bin, ops, admin, "main")
     other = Deployment(root, host_bin, ops, admin, "other")
+    # Same operators and admin, another threshold: another settings digest.
+    third = Deployment(root, host_bin, ops, admin, "third", threshold=3)
     try:
-        for dep in (main, other):
+        for dep in (main, other, third):
             dep.server.start()
             out = dep.server.stdout_text
             assert "settings digest: " in out
@@ -227,13 +229,13 @@ def world(tmp_path_factory, host_bin):
         key_id = kms.create_key(Description="before the restart")["KeyMetadata"]["KeyId"]
         blob = kms.encrypt(KeyId=key_id, Plaintext=b"kept across the seal")["CiphertextBlob"]
         data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
-        main.server.stop()
-        other.server.stop()
-        yield {"root": root, "main": main, "other": other, "ops": ops, "admin": admin, "creds": creds,
+        for dep in (main, other, third):
+            dep.server.stop()
+        yield {"root": root, "main": main, "other": other, "third": third, "ops": ops, "admin": admin, "creds": creds,
                "key_id": key_id, "blob": blob, "data_key": data_key}
     finally:
-        main.server.close()
-        other.server.close()
+        for dep in (main, other, third):
+            dep.server.close()
 
 
 def test_quorum_unseal_refuses_bad_submissions_and_then_unseals(world, host_bin):
@@ -265,6 +267,11 @@ def test_quorum_unseal_refuses_bad_submissions_and_then_unseals(world, host_bin)
     # Another deployment's share (same operators, same settings): refused by the enclave.
     proc = main.unseal(endpoint, other.share(1), ops[0])
     assert proc.returncode != 0 and "another deployment" in proc.stderr, proc.stderr
+
+    # A share made under other settings (threshold 3): the CLI refuses before sending (the digests differ).
+    proc = main.unseal(endpoint, world["third"].share(1), ops[0])
+    assert proc.returncode != 0 and "settings digest" in proc.stderr and "not sent" in proc.stderr, proc.stderr
+    assert raw_call(endpoint, "EnclaveKms.GetUnsealStatus", {})[1]["SharesAccepted"] == []
 
     # Someone else's share with my key: refused.
     proc = main.unseal(endpoint, main.share(2), ops[0])

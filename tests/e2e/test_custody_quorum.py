@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import base64
 import json
 import os
+import signal
 import shutil
 import ssl
 import subprocess
@@ -20,11 +22,11 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kmstest import KmsServer, read_credentials, scrub_aws_environment
+from kmstest import KmsServer, b64, read_credentials, scrub_aws_environment
 from test_secrets import read_tree, scan
 
 SEALED_LINE = b"sealed: waiting for 2 of 3 shares"
@@ -57,6 +59,12 @@ def cbor(data: bytes):
             i += size
         if major == 0:
             return n, i
+        if major == 1:
+            return -1 - n, i
+        if major == 6:
+            return item(i)
+        if major == 7:
+            return {20: False, 21: True, 22: None}.get(info), i
         if major in (2, 3):
             raw = data[i:i + n]
             return (raw if major == 2 else raw.decode()), i + n
@@ -98,6 +106,19 @@ def hpke_open(private_pem: bytes, info: bytes, sealed: bytes) -> bytes:
     key = labeled_expand(suite, secret, b"key", context, 32)
     nonce = labeled_expand(suite, secret, b"base_nonce", context, 12)
     return AESGCM(key).decrypt(nonce, ct, b"")
+
+
+def hpke_seal(recipient_point: bytes, info: bytes, plaintext: bytes) -> bytes:
+    kem, suite = b"KEM\x00\x11", b"HPKE\x00\x11\x00\x02\x00\x02"
+    eph = ec.generate_private_key(ec.SECP384R1())
+    enc = eph.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    dh = eph.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), recipient_point))
+    shared = labeled_expand(kem, labeled_extract(kem, b"", b"eae_prk", dh), b"shared_secret", enc + recipient_point, 48)
+    context = b"\0" + labeled_extract(suite, b"", b"psk_id_hash", b"") + labeled_extract(suite, b"", b"info_hash", info)
+    secret = labeled_extract(suite, shared, b"secret", b"")
+    key = labeled_expand(suite, secret, b"key", context, 32)
+    nonce = labeled_expand(suite, secret, b"base_nonce", context, 12)
+    return enc + AESGCM(key).encrypt(nonce, plaintext, b"")
 
 
 def open_share(path: Path, private_pem: bytes) -> tuple[int, bytes]:
@@ -370,3 +391,75 @@ def test_bad_quorum_input_gets_a_clear_error(world, host_bin, tmp_path):
     shutil.rmtree(empty, ignore_errors=True)
     proc = run(host_bin, "dev", "--data-dir", empty, "--listen", "127.0.0.1:0", "--domain-key", "quorum")
     assert proc.returncode != 0 and "--init" in proc.stderr, proc.stderr
+
+
+class SealedProcess:
+    """A sealed `kms-host dev` start, run directly (no ready line is expected while the test holds it)."""
+
+    def __init__(self, host_bin, data_dir: Path):
+        self.proc = subprocess.Popen([str(host_bin), "dev", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
+                                      "--domain-key", "quorum"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, env=scrub_aws_environment(os.environ))
+        self.endpoint = None
+        deadline = time.monotonic() + 60
+        for line in iter(self.proc.stdout.readline, b""):
+            if line.startswith(ENDPOINT_PREFIX):
+                self.endpoint = line[len(ENDPOINT_PREFIX):].decode().strip()
+                break
+            assert time.monotonic() < deadline
+        assert self.endpoint, "no unseal endpoint line"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(30) == 0, "a sealed host stops cleanly on SIGTERM"
+
+
+def python_submission(endpoint: str, share: Path, op: Path, signer: Path | None = None) -> dict:
+    """What `quorum unseal` sends, built here: a fresh document's unseal key, the share sealed to it, the signature.
+    (No verification of the document: this plays a host that captured a genuine operator submission.)"""
+    f = cbor(share.read_bytes())
+    _, value = open_share(share, (op / "private.pem").read_bytes())
+    status, body = raw_call(endpoint, "EnclaveKms.GetAttestationDocument", {"Nonce": b64(os.urandom(16))})
+    assert status == 200, body
+    doc = base64.b64decode(body["AttestationDocument"])
+    payload = cbor(cbor(doc)[2])
+    point = payload["public_key"][-97:]
+    doc_hash = hashlib.sha384(doc).digest()
+    info = b"enclave-kms quorum submission v1" + doc_hash + f["deployment_id"] + bytes([f["index"]])
+    ct = hpke_seal(point, info, value)
+    message = (b"enclave-kms quorum submission signature v1" + doc_hash + f["deployment_id"] + bytes([f["index"]])
+               + ct)
+    sk = serialization.load_pem_private_key(((signer or op) / "private.pem").read_bytes(), None)
+    sig = sk.sign(message, ec.ECDSA(hashes.SHA384()))
+    return {"DeploymentId": b64(f["deployment_id"]), "ShareIndex": f["index"], "DocumentSha384": b64(doc_hash),
+            "Ciphertext": b64(ct), "Signature": b64(sig)}
+
+
+def test_replayed_submissions_are_refused(world, host_bin):
+    """A submission captured in an earlier sealed start is refused in the next one; within one start a share counts
+    once; a good share still goes in after both."""
+    main, ops = world["main"], world["ops"]
+    first = SealedProcess(host_bin, main.dir)
+    try:
+        captured = python_submission(first.endpoint, main.share(2), ops[1])
+    finally:
+        first.stop()
+    second = SealedProcess(host_bin, main.dir)
+    try:
+        status, body = raw_call(second.endpoint, "EnclaveKms.SubmitShare", captured)
+        assert status == 400 and body["__type"] == "ValidationException", body
+        assert "did not issue since it started" in body["message"], body
+        # The same share, freshly submitted, is accepted once; its replay is refused; the state holds one share.
+        fresh = python_submission(second.endpoint, main.share(2), ops[1])
+        status, body = raw_call(second.endpoint, "EnclaveKms.SubmitShare", fresh)
+        assert status == 200 and body["SharesNeeded"] == 1, body
+        status, body = raw_call(second.endpoint, "EnclaveKms.SubmitShare", fresh)
+        assert status == 400 and "already accepted" in body["message"], body
+        # Share 1 signed by operator 2: refused as not operator 1's.
+        forged = python_submission(second.endpoint, main.share(1), ops[0], signer=ops[1])
+        status, body = raw_call(second.endpoint, "EnclaveKms.SubmitShare", forged)
+        assert status == 400 and body["__type"] == "AccessDeniedException", body
+        status, body = raw_call(second.endpoint, "EnclaveKms.GetUnsealStatus", {})
+        assert body["SharesAccepted"] == [2] and body["Sealed"], body
+    finally:
+        second.stop()

@@ -199,15 +199,18 @@ async fn handle(sealed: &Sealed, req: Request<Incoming>) -> Response<Full<Bytes>
             return error_reply(&e, &request_id, true);
         }
     };
-    match dispatch(sealed, &target, &body).await {
-        Ok(out) => reply(StatusCode::OK, out, None, &request_id, false),
+    let outcome = dispatch(sealed, &target, &body).await;
+    // Once unsealed, kept-alive sealed connections are closed: clients reconnect to the unsealed service.
+    let close = lock(sealed).map(|u| u.is_unsealed()).unwrap_or(true);
+    match outcome {
+        Ok(out) => reply(StatusCode::OK, out, None, &request_id, close),
         Err(e) => {
             if let Error::Internal(detail) = &e {
                 tracing::error!(%target, detail = %detail, "sealed: internal error");
             } else {
                 tracing::info!(%target, code = e.code().name(), message = %e, "sealed: request refused");
             }
-            error_reply(&e, &request_id, false)
+            error_reply(&e, &request_id, close)
         }
     }
 }

@@ -163,7 +163,15 @@ pub fn run(args: Args<'_>) -> Result<String, String> {
     let verified = verify(&doc, &anchor, &policy, Some(&nonce), time)
         .map_err(|e| format!("the enclave's attestation document failed verification at step {}: {e}", e.step()))?;
     let chain = capture.chain();
-    let leaf = chain.first().ok_or("the endpoint presented no certificate")?;
+    let leaf = match chain.as_slice() {
+        [leaf] => leaf,
+        [] => return Err("the endpoint presented no certificate".into()),
+        _ => {
+            return Err(
+                "the endpoint is not sealed (it presents its CA-issued certificate chain): nothing to unseal".into()
+            );
+        }
+    };
     let user_data = verified.user_data().unwrap_or_default();
     let (tls_hash, digest) = user_data.split_at_checked(48).ok_or(
         "the attestation document is not a sealed enclave's (no TLS and settings binding): is it already unsealed?",

@@ -15,9 +15,9 @@ use crate::verify_endpoint::{Capture, parse_endpoint};
 use aws_lc_rs::rand::SystemRandom;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use kms_attestation::{TimeRule, verify};
+use kms_attestation::{PcrPolicy, TimeRule, TrustAnchor, verify};
 use kms_shared::quorum::{self as wire, ShareFile};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -114,6 +114,50 @@ fn open_share(file: &ShareFile, key: &OperatorKey) -> Result<zeroize::Zeroizing<
     Ok(value)
 }
 
+/// Everything checked before a share leaves this machine, given the document and the chain this connection was
+/// served: returns the enclave's unseal key (an uncompressed P-384 point) and the document's SHA-384.
+pub fn check(
+    doc: &[u8],
+    anchor: &TrustAnchor,
+    policy: &PcrPolicy,
+    nonce: &[u8],
+    chain: &[CertificateDer<'static>],
+    settings_digest: &[u8],
+    now_ms: u64,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let time = TimeRule::Now { now_ms, max_age_ms: MAX_AGE_MS, max_skew_ms: MAX_SKEW_MS };
+    let verified = verify(doc, anchor, policy, Some(nonce), time)
+        .map_err(|e| format!("the enclave's attestation document failed verification at step {}: {e}", e.step()))?;
+    let leaf = match chain {
+        [leaf] => leaf,
+        [] => return Err("the endpoint presented no certificate".into()),
+        _ => {
+            return Err(
+                "the endpoint is not sealed (it presents its CA-issued certificate chain): nothing to unseal".into()
+            );
+        }
+    };
+    let user_data = verified.user_data().unwrap_or_default();
+    let (tls_hash, digest) = match user_data.split_at_checked(48) {
+        Some((t, d)) if d.len() == 48 => (t, d),
+        _ => return Err("the attestation document does not bind a TLS certificate and settings digest".into()),
+    };
+    if tls_hash != sha384(leaf).as_slice() {
+        return Err("the TLS certificate of this connection is not the one the attestation document binds".into());
+    }
+    if digest != settings_digest {
+        return Err(format!(
+            "the enclave's settings digest {} is not the one this share was made under ({}): the enclave was \
+             initialised with other operators, threshold or admin key; share not sent",
+            hex::encode(digest),
+            hex::encode(settings_digest)
+        ));
+    }
+    let unseal_key =
+        verified.public_key().and_then(p384_point).ok_or("the attestation document carries no P-384 unseal key")?;
+    Ok((unseal_key, verified.document_sha384().to_vec()))
+}
+
 /// Runs the command; the line to print on success.
 pub fn run(args: Args<'_>) -> Result<String, String> {
     if args.expected_pcrs.is_empty() {
@@ -159,38 +203,8 @@ pub fn run(args: Args<'_>) -> Result<String, String> {
         .and_then(|v| v.as_str())
         .and_then(|s| B64.decode(s).ok())
         .ok_or("the endpoint's answer has no AttestationDocument")?;
-    let time = TimeRule::Now { now_ms: now_ms(), max_age_ms: MAX_AGE_MS, max_skew_ms: MAX_SKEW_MS };
-    let verified = verify(&doc, &anchor, &policy, Some(&nonce), time)
-        .map_err(|e| format!("the enclave's attestation document failed verification at step {}: {e}", e.step()))?;
     let chain = capture.chain();
-    let leaf = match chain.as_slice() {
-        [leaf] => leaf,
-        [] => return Err("the endpoint presented no certificate".into()),
-        _ => {
-            return Err(
-                "the endpoint is not sealed (it presents its CA-issued certificate chain): nothing to unseal".into()
-            );
-        }
-    };
-    let user_data = verified.user_data().unwrap_or_default();
-    let (tls_hash, digest) = user_data.split_at_checked(48).ok_or(
-        "the attestation document is not a sealed enclave's (no TLS and settings binding): is it already unsealed?",
-    )?;
-    if tls_hash != sha384(leaf).as_slice() {
-        return Err("the TLS certificate of this connection is not the one the attestation document binds".into());
-    }
-    if digest != file.settings_digest.as_slice() {
-        return Err(format!(
-            "the enclave's settings digest {} is not the one this share was made under ({}): the enclave was \
-             initialised with other operators, threshold or admin key; share not sent",
-            hex::encode(digest),
-            hex::encode(&file.settings_digest)
-        ));
-    }
-    let unseal_key =
-        verified.public_key().and_then(p384_point).ok_or("the attestation document carries no P-384 unseal key")?;
-
-    let doc_hash = verified.document_sha384().to_vec();
+    let (unseal_key, doc_hash) = check(&doc, &anchor, &policy, &nonce, &chain, &file.settings_digest, now_ms())?;
     let ciphertext =
         super::hpke::seal(&unseal_key, &wire::submission_info(&doc_hash, &file.deployment_id, file.index), &value)?;
     let message = wire::submission_message(&doc_hash, &file.deployment_id, file.index, &ciphertext);
@@ -216,4 +230,95 @@ pub fn run(args: Args<'_>) -> Result<String, String> {
         1 => "accepted: 1 more share needed".to_owned(),
         n => format!("accepted: {n} more shares needed"),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use kms_attestation::{DocumentRequest, SimPki, simulated_pcrs};
+
+    const DIGEST: [u8; 48] = [7; 48];
+
+    struct Case {
+        pki: SimPki,
+        cert: CertificateDer<'static>,
+        unseal_spki: Vec<u8>,
+        pcrs: std::collections::BTreeMap<u32, Vec<u8>>,
+    }
+
+    fn case() -> Case {
+        let tls = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&tls).unwrap();
+        let unseal = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        Case {
+            pki: SimPki::generate().unwrap(),
+            cert: cert.der().clone(),
+            unseal_spki: rcgen::PublicKeyData::subject_public_key_info(&unseal),
+            pcrs: simulated_pcrs(b"enclave", false),
+        }
+    }
+
+    impl Case {
+        fn doc(&self, user_data: Vec<u8>, public_key: &[u8]) -> Vec<u8> {
+            let req = DocumentRequest {
+                pcrs: self.pcrs.clone(),
+                public_key: Some(public_key.to_vec()),
+                user_data: Some(user_data),
+                nonce: Some(b"n".to_vec()),
+                module_id: None,
+            };
+            self.pki.issue(&req, now_ms()).unwrap()
+        }
+        fn good_user_data(&self) -> Vec<u8> {
+            [sha384(&self.cert), DIGEST.to_vec()].concat()
+        }
+        fn check(
+            &self,
+            doc: &[u8],
+            chain: &[CertificateDer<'static>],
+            pcr0: &[u8],
+        ) -> Result<(Vec<u8>, Vec<u8>), String> {
+            let anchor = TrustAnchor::simulator(&self.pki.root_der()).unwrap();
+            let policy = PcrPolicy::new().expect(0, pcr0.to_vec());
+            check(doc, &anchor, &policy, b"n", chain, &DIGEST, now_ms())
+        }
+    }
+
+    #[test]
+    fn a_sealed_enclaves_document_passes_and_yields_its_unseal_key() {
+        let c = case();
+        let doc = c.doc(c.good_user_data(), &c.unseal_spki);
+        let (point, hash) = c.check(&doc, &[c.cert.clone()], &c.pcrs[&0]).unwrap();
+        assert_eq!(point, p384_point(&c.unseal_spki).unwrap());
+        assert_eq!(hash, sha384(&doc));
+    }
+
+    #[test]
+    fn every_binding_is_checked() {
+        let c = case();
+        let good = c.doc(c.good_user_data(), &c.unseal_spki);
+        let chain = [c.cert.clone()];
+        let e = c.check(&good, &chain, &[9u8; 48]).unwrap_err();
+        assert!(e.contains("pcr"), "{e}");
+        // Another TLS certificate than this connection's.
+        let other = case();
+        let e = c.check(&good, &[other.cert.clone()], &c.pcrs[&0]).unwrap_err();
+        assert!(e.contains("TLS certificate of this connection"), "{e}");
+        // An unsealed enclave's chain (leaf + CA).
+        let e = c.check(&good, &[c.cert.clone(), other.cert.clone()], &c.pcrs[&0]).unwrap_err();
+        assert!(e.contains("not sealed"), "{e}");
+        // Other settings.
+        let doc = c.doc([sha384(&c.cert), vec![8; 48]].concat(), &c.unseal_spki);
+        let e = c.check(&doc, &chain, &c.pcrs[&0]).unwrap_err();
+        assert!(e.contains("settings digest") && e.contains("not sent"), "{e}");
+        // No settings digest at all.
+        let doc = c.doc(sha384(&c.cert), &c.unseal_spki);
+        assert!(c.check(&doc, &chain, &c.pcrs[&0]).is_err());
+        // A public key that is not P-384.
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let doc = c.doc(c.good_user_data(), &rcgen::PublicKeyData::subject_public_key_info(&p256));
+        let e = c.check(&doc, &chain, &c.pcrs[&0]).unwrap_err();
+        assert!(e.contains("P-384 unseal key"), "{e}");
+    }
 }

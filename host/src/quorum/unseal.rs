@@ -289,7 +289,7 @@ mod tests {
     fn a_sealed_enclaves_document_passes_and_yields_its_unseal_key() {
         let c = case();
         let doc = c.doc(c.good_user_data(), &c.unseal_spki);
-        let (point, hash) = c.check(&doc, &[c.cert.clone()], &c.pcrs[&0]).unwrap();
+        let (point, hash) = c.check(&doc, std::slice::from_ref(&c.cert), &c.pcrs[&0]).unwrap();
         assert_eq!(point, p384_point(&c.unseal_spki).unwrap());
         assert_eq!(hash, sha384(&doc));
     }
@@ -303,7 +303,7 @@ mod tests {
         assert!(e.contains("pcr"), "{e}");
         // Another TLS certificate than this connection's.
         let other = case();
-        let e = c.check(&good, &[other.cert.clone()], &c.pcrs[&0]).unwrap_err();
+        let e = c.check(&good, std::slice::from_ref(&other.cert), &c.pcrs[&0]).unwrap_err();
         assert!(e.contains("TLS certificate of this connection"), "{e}");
         // An unsealed enclave's chain (leaf + CA).
         let e = c.check(&good, &[c.cert.clone(), other.cert.clone()], &c.pcrs[&0]).unwrap_err();

@@ -33,6 +33,8 @@ pub struct Settings {
     pub tls_names: Vec<String>,
     /// Most unwrapped keys cached.
     pub key_cache: usize,
+    /// The host-relayed stream to the upstream service (custody `upstream`).
+    pub upstream: Option<StorageTarget>,
 }
 
 /// The boot configuration, then the domain key from its source.
@@ -46,7 +48,13 @@ async fn establish(
     tracing::info!(source = config.source.name(), init = config.init, "boot configuration received");
     // A `quorum` enclave serves its sealed endpoint on the client listener until its operators unseal it.
     let sealed = custody::SealedIo { listener, nsm: nsm.clone(), tls_names: &settings.tls_names };
-    let cx = custody::Context { channel, nsm: nsm.as_ref(), config: &config, sealed: Some(sealed) };
+    let cx = custody::Context {
+        channel,
+        nsm: nsm.as_ref(),
+        config: &config,
+        upstream: settings.upstream.as_ref(),
+        sealed: Some(sealed),
+    };
     custody::establish(&cx, &settings.scope.user_arn(custody::ADMIN_NAME)).await
 }
 

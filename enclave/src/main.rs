@@ -30,6 +30,9 @@ enum Mode {
         /// The host's vsock storage port.
         #[arg(long, default_value_t = 5001)]
         storage_port: u32,
+        /// The host's vsock port relaying the upstream service's TLS stream (custody `upstream`).
+        #[arg(long, default_value_t = 5002)]
+        upstream_port: u32,
         #[command(flatten)]
         common: Common,
     },
@@ -43,6 +46,9 @@ enum Mode {
         /// The host's Unix socket for the storage channel.
         #[arg(long)]
         storage_socket: PathBuf,
+        /// The host's Unix socket relaying the upstream service's TLS stream (custody `upstream`).
+        #[arg(long)]
+        upstream_socket: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -80,6 +86,7 @@ fn settings(c: &Common) -> Result<Settings, String> {
         scope: Scope { region: c.region.clone(), account_id: c.account_id.clone() },
         tls_names: names,
         key_cache: c.key_cache,
+        upstream: None,
     })
 }
 
@@ -99,7 +106,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "simulator")]
         Mode::Simulator { common, .. } => common,
     };
-    let settings = match settings(common) {
+    let mut settings = match settings(common) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kms-enclave: {e}");
@@ -107,7 +114,8 @@ fn main() -> ExitCode {
         }
     };
     let (nsm, storage, listener): (Box<dyn Nsm>, _, _) = match cli.mode {
-        Mode::Nitro { client_port, parent_cid, storage_port, .. } => {
+        Mode::Nitro { client_port, parent_cid, storage_port, upstream_port, .. } => {
+            settings.upstream = Some(StorageTarget::Vsock { cid: parent_cid, port: upstream_port });
             let nsm = match NitroNsm::open() {
                 Ok(n) => n,
                 Err(e) => {
@@ -118,7 +126,8 @@ fn main() -> ExitCode {
             (Box::new(nsm), StorageTarget::Vsock { cid: parent_cid, port: storage_port }, Listen::Vsock(client_port))
         }
         #[cfg(feature = "simulator")]
-        Mode::Simulator { client_socket, storage_socket, .. } => {
+        Mode::Simulator { client_socket, storage_socket, upstream_socket, .. } => {
+            settings.upstream = upstream_socket.map(StorageTarget::Unix);
             eprintln!(
                 "kms-enclave: INSECURE SIMULATOR MODE: simulated NSM, domain key sealed under a public key. Never use in production."
             );

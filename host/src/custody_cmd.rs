@@ -259,6 +259,50 @@ pub fn upstream_address(endpoint: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
+/// Where the enclave's upstream stream arrives.
+pub enum UpstreamListener {
+    /// Simulator mode.
+    Unix(tokio::net::UnixListener),
+    /// Production.
+    Vsock(tokio_vsock::VsockListener),
+}
+
+/// Relays each stream the enclave opens to the configured upstream address, and nowhere else: the enclave runs TLS
+/// over it end to end, so the host sees only ciphertext. Runs until the task is dropped.
+pub async fn relay_upstream(listener: UpstreamListener, host: String, port: u16) {
+    loop {
+        let accepted: std::io::Result<Box<dyn RelayStream>> = match &listener {
+            UpstreamListener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn RelayStream>),
+            UpstreamListener::Vsock(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn RelayStream>),
+        };
+        let mut inner = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream relay: accept failed");
+                continue;
+            }
+        };
+        let (host, port) = (host.clone(), port);
+        tokio::spawn(async move {
+            match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                Ok(mut outer) => {
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut inner, &mut outer).await {
+                        tracing::debug!(error = %e, "upstream relay: connection ended");
+                    }
+                }
+                // The enclave reports the failure (its TLS handshake fails) with this cause in the host log.
+                Err(e) => {
+                    tracing::warn!(error = %e, upstream = %format!("{host}:{port}"), "upstream relay: cannot connect")
+                }
+            }
+        });
+    }
+}
+
+/// A relayed byte stream.
+pub trait RelayStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> RelayStream for T {}
+
 /// Writes the sealed admin bootstrap: `{"SettingsDigest": HEX, "Sealed": BASE64}` (mode 0600).
 pub fn write_bootstrap(dir: &Path, sealed: &[u8], settings_digest: &[u8]) -> Result<PathBuf, String> {
     use base64::Engine;

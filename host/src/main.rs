@@ -305,6 +305,16 @@ async fn dev(
         storage_sock.to_string_lossy().into_owned(),
     ];
     args.extend(enclave_args(&common, common.listen));
+    let upstream_relay = match &boot.upstream {
+        Some(u) => {
+            let (host, port) = custody_cmd::upstream_address(&u.endpoint)?;
+            let sock = run_dir.0.join("upstream.sock");
+            let l = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+            args.extend(["--upstream-socket".to_owned(), sock.to_string_lossy().into_owned()]);
+            Some(tokio::spawn(custody_cmd::relay_upstream(custody_cmd::UpstreamListener::Unix(l), host, port)))
+        }
+        None => None,
+    };
     let pki = match &sim_pki {
         Some(path) => sim::load_pki_file(path, &data_dir)?,
         None => sim::load_or_create_pki(&data_dir)?,
@@ -323,6 +333,9 @@ async fn dev(
         boot,
     };
     let result = supervise::run(plan, store).await;
+    if let Some(r) = upstream_relay {
+        r.abort();
+    }
     drop(run_dir);
     result
 }
@@ -345,7 +358,6 @@ async fn production(
 ) -> Result<(), String> {
     let Vsock { enclave_cid, enclave_port, storage_port, upstream_port } = vsock;
     let boot = Arc::new(custody_cmd::boot_config(&custody, false, false)?);
-    let _ = upstream_port;
     // Flags first, so a usage error says so on any machine.
     if !Path::new("/dev/nitro_enclaves").exists() {
         return Err("refusing to start in production mode: /dev/nitro_enclaves not found (not a Nitro Enclaves parent instance); use `kms-host dev` for the simulator".into());
@@ -356,6 +368,13 @@ async fn production(
     let data_dir = prepare_data_dir(&common.data_dir)?;
     let store = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
     let storage = StorageListener::vsock(storage_port).map_err(|e| format!("vsock port {storage_port}: {e}"))?;
+    if let Some(u) = &boot.upstream {
+        let (host, port) = custody_cmd::upstream_address(&u.endpoint)?;
+        let l =
+            tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, upstream_port))
+                .map_err(|e| format!("vsock port {upstream_port}: {e}"))?;
+        tokio::spawn(custody_cmd::relay_upstream(custody_cmd::UpstreamListener::Vsock(l), host, port));
+    }
     let listener =
         TcpListener::bind(common.listen).await.map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
     let child = match eif {

@@ -18,6 +18,7 @@
 #[cfg(feature = "simulator")]
 mod local;
 pub mod quorum;
+pub mod upstream;
 
 use crate::crypto::secret::{Key256, SecretString};
 use crate::error::Error;
@@ -97,6 +98,8 @@ pub struct Context<'a> {
     pub nsm: &'a dyn Nsm,
     /// The host's instructions.
     pub config: &'a BootConfig,
+    /// The host-relayed byte stream to the upstream service, when this enclave has one.
+    pub upstream: Option<&'a crate::net::transport::StorageTarget>,
     /// What a source that waits for its operators serves with (`quorum`); `None` in tests.
     pub sealed: Option<SealedIo<'a>>,
 }
@@ -151,7 +154,7 @@ impl Source {
             #[cfg(feature = "simulator")]
             Self::Local => local::load(cx).await,
             Self::Quorum => quorum::load(cx).await,
-            Self::Upstream => Err(self.not_built()),
+            Self::Upstream => upstream::load(cx).await,
         }
     }
 
@@ -161,7 +164,7 @@ impl Source {
             #[cfg(feature = "simulator")]
             Self::Local => local::create(cx),
             Self::Quorum => quorum::create(cx),
-            Self::Upstream => Err(self.not_built()),
+            Self::Upstream => upstream::create(cx).await,
         }
     }
 
@@ -171,12 +174,8 @@ impl Source {
             #[cfg(feature = "simulator")]
             Self::Local => local::commit(cx, commit).await,
             Self::Quorum => quorum::commit(cx, commit).await,
-            Self::Upstream => Err(self.not_built()),
+            Self::Upstream => upstream::commit(cx, commit).await,
         }
-    }
-
-    fn not_built(&self) -> Error {
-        Error::Internal(format!("the {} domain-key source is not part of this build", self.record_name()))
     }
 }
 
@@ -330,6 +329,14 @@ async fn reopen(cx: &Context<'_>, source: &Source, key: Key256) -> Result<Establ
             "this data directory was initialised with --domain-key {}, not {}",
             body.settings.source.name(),
             cx.config.source.name()
+        )));
+    }
+    let named = cx.config.upstream.as_ref().map(|u| u.key_id.as_str());
+    if body.settings.source == DomainKeySource::Upstream && body.settings.upstream_key_id.as_deref() != named {
+        return Err(Error::Internal(format!(
+            "this data directory was initialised with upstream key {}, not {}",
+            body.settings.upstream_key_id.as_deref().unwrap_or("?"),
+            named.unwrap_or("?")
         )));
     }
     let pending = match (body.phase, body.pending_admin.take()) {

@@ -3,5 +3,6 @@
 
 pub mod server;
 pub mod sigv4;
+pub mod sigv4_sign;
 pub mod tls;
 pub mod transport;

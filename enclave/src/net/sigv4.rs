@@ -329,7 +329,7 @@ fn parse_signature(signature: &str) -> Result<[u8; 32], AuthError> {
 /// The key is brought to block size as RFC 2104 prescribes (hash if longer
 /// than a block, then zero-pad), which lets us use the infallible
 /// `KeyInit::new` and avoids copying the secret into a heap buffer.
-fn hmac_sha256(key_parts: &[&[u8]], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key_parts: &[&[u8]], data: &[u8]) -> [u8; 32] {
     let total = key_parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
     let mut block = [0u8; SHA256_BLOCK_LEN];
     if total <= SHA256_BLOCK_LEN {

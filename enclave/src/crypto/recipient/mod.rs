@@ -9,6 +9,7 @@
 //! [`nonce`] issues and redeems the server nonces that clients put into fresh attestation documents.
 
 pub mod cms_oaep;
+pub mod cms_open;
 pub mod hpke_p384;
 pub mod nonce;
 

@@ -37,10 +37,23 @@ pub struct Settings {
 }
 
 /// The boot configuration, then the domain key from its source.
-async fn establish(channel: &Channel, nsm: &dyn Nsm, settings: &Settings) -> Result<custody::Established, Error> {
+async fn establish(
+    channel: &Channel,
+    nsm: &Arc<dyn Nsm>,
+    settings: &Settings,
+    listener: &ClientListener,
+) -> Result<custody::Established, Error> {
     let config = custody::boot_config(channel).await?;
     tracing::info!(source = config.source.name(), init = config.init, "boot configuration received");
-    let cx = custody::Context { channel, nsm, config: &config, upstream: settings.upstream.as_ref() };
+    // A `quorum` enclave serves its sealed endpoint on the client listener until its operators unseal it.
+    let sealed = custody::SealedIo { listener, nsm: nsm.clone(), tls_names: &settings.tls_names };
+    let cx = custody::Context {
+        channel,
+        nsm: nsm.as_ref(),
+        config: &config,
+        upstream: settings.upstream.as_ref(),
+        sealed: Some(sealed),
+    };
     custody::establish(&cx, &settings.scope.user_arn(custody::ADMIN_NAME)).await
 }
 
@@ -50,8 +63,10 @@ async fn start(
     channel: &Channel,
     nsm: Box<dyn Nsm>,
     settings: &Settings,
+    listener: &ClientListener,
 ) -> Result<(Arc<Service>, crate::net::tls::TlsIdentity, custody::Established), Error> {
-    let est = establish(channel, nsm.as_ref(), settings).await?;
+    let nsm: Arc<dyn Nsm> = Arc::from(nsm);
+    let est = establish(channel, &nsm, settings, listener).await?;
     let records = est.records.clone();
     #[cfg(feature = "simulator")]
     let label = if nsm.is_simulated() { "INSECURE simulator" } else { "Nitro" };
@@ -67,7 +82,7 @@ async fn start(
     let clock = Arc::new(Clock::default());
     let anchor = nsm.trust_anchor().map_err(|e| Error::Internal(format!("trust anchor: {e}")))?;
     let svc = Arc::new(Service {
-        nsm: Arc::from(nsm),
+        nsm: nsm.clone(),
         binding,
         keys: Keyring::new(records.clone(), settings.scope.clone(), clock.clone(), settings.key_cache),
         aliases: Aliases::new(records.clone(), settings.key_cache),
@@ -115,7 +130,7 @@ pub async fn run(
         storage.connect().await.map_err(|e| Error::Internal(format!("cannot reach the host's storage: {e}")))?;
     let (channel, mut dead) = Channel::start(stream);
 
-    let started = start(&channel, nsm, &settings).await;
+    let started = start(&channel, nsm, &settings, &listener).await;
     let (svc, tls, mut est) = match started {
         Ok(s) => s,
         Err(e) => {

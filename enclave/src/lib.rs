@@ -16,5 +16,6 @@ pub mod crypto;
 pub mod custody;
 pub mod error;
 pub mod net;
+pub mod quorum;
 pub mod service;
 pub mod state;

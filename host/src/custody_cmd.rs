@@ -200,6 +200,9 @@ pub fn boot_config(args: &CustodyArgs, dev: bool, auto_init: bool) -> Result<Boo
         .iter()
         .map(|p| read_public_key(p, "--operator").map(|(pem, _)| pem))
         .collect::<Result<Vec<_>, _>>()?;
+    if source == SourceArg::Quorum && init {
+        check_quorum(args.operators.len(), args.threshold)?;
+    }
     let config = BootConfig {
         source: source.wire(),
         init,
@@ -226,6 +229,20 @@ fn session_token(text: &str, profile: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The quorum flags of an initialisation: at least one `--operator`, at most 16, and 1 <= `--threshold` <= N.
+fn check_quorum(operators: usize, threshold: Option<u32>) -> Result<(), String> {
+    if operators == 0 {
+        return Err("--init with --domain-key quorum needs --operator FILE (one per operator, in share order)".into());
+    }
+    let Some(threshold) = threshold else {
+        return Err(format!("--init with --domain-key quorum needs --threshold M (1 to {operators})"));
+    };
+    let n = u8::try_from(operators).unwrap_or(u8::MAX);
+    let m = u8::try_from(threshold).unwrap_or(u8::MAX);
+    kms_shared::quorum::check_params(m, n)
+        .map_err(|e| format!("--threshold {threshold} with {operators} --operator: {e}"))
 }
 
 /// `HOST:PORT` of an `https://HOST[:PORT]` endpoint (the only address the upstream relay connects to).

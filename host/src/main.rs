@@ -6,6 +6,7 @@ mod blobstore;
 mod custody_cmd;
 mod files;
 mod open_recipient;
+mod quorum;
 mod relay;
 mod sim;
 mod storage_server;
@@ -129,6 +130,8 @@ enum QuorumCommand {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// Verify a sealed enclave's attestation, then submit this operator's share to it.
+    Unseal(quorum::UnsealArgs),
 }
 
 #[derive(Subcommand)]
@@ -456,6 +459,7 @@ fn main() -> ExitCode {
         }
         Command::Custody(CustodyCommand::Digest(args)) => return exit(custody_cmd::digest(&args).map(Some)),
         Command::Quorum(QuorumCommand::Keygen { out_dir }) => return exit(custody_cmd::keygen(&out_dir).map(Some)),
+        Command::Quorum(QuorumCommand::Unseal(args)) => return quorum::run_unseal(args),
         Command::VerifyEndpoint { endpoint, expected_pcrs, sim_root, allow_debug, expected_settings_digest, out } => {
             let expected_settings_digest =
                 match expected_settings_digest.map(|d| sim::parse_hex("--expected-settings-digest", &d)).transpose() {

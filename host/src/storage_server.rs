@@ -22,6 +22,10 @@ pub enum Event {
     Serving,
     /// The enclave refuses to start, for this reason.
     Refuse(String),
+    /// Quorum initialisation: write these share files; answer once they are durable.
+    QuorumShares(Vec<Vec<u8>>, tokio::sync::oneshot::Sender<Result<(), StorageError>>),
+    /// The enclave is sealed, waiting for `threshold` of `count` shares: start relaying clients.
+    Sealed { threshold: u8, count: u8 },
 }
 
 /// Serves one storage connection until it closes. Announcements and refusals go to `events`; `BootConfig` requests
@@ -149,6 +153,16 @@ async fn execute(
         }
         StorageOp::Refuse { reason } => {
             let _ = events.send(Event::Refuse(reason)).await;
+            return Ok(StorageReply::Done);
+        }
+        StorageOp::QuorumShares { files } => {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            let files = files.into_iter().map(serde_bytes::ByteBuf::into_vec).collect();
+            events.send(Event::QuorumShares(files, ack)).await.map_err(|_| StorageError::Unavailable)?;
+            return done.await.map_err(|_| StorageError::Unavailable)?.map(|()| StorageReply::Done);
+        }
+        StorageOp::Sealed { threshold, count } => {
+            events.send(Event::Sealed { threshold, count }).await.map_err(|_| StorageError::Unavailable)?;
             return Ok(StorageReply::Done);
         }
         StorageOp::Put { kind, id, version, expected, sealed } => {

@@ -134,8 +134,13 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -> Result<(), String> {
-    let dir = &plan.data_dir;
+fn write_operator_files(
+    dir: &Path,
+    region: &str,
+    boot: &kms_shared::custody::BootConfig,
+    ann: &Announcement,
+    endpoint: SocketAddr,
+) -> Result<(), String> {
     write_atomic(&dir.join(CA_FILE), ann.ca_pem.as_bytes(), 0o644)?;
     let creds = dir.join(CREDENTIALS_FILE);
     if let Some(sealed) = &ann.bootstrap_sealed {
@@ -151,14 +156,14 @@ fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -
             write_atomic(&creds, text.as_bytes(), 0o600)?;
             tracing::info!(access_key_id = %b.access_key_id, path = %creds.display(), "bootstrap admin credentials written (shown once)");
         }
-        None if ann.bootstrap_sealed.is_some() || plan.boot.source != kms_shared::custody::DomainKeySource::Local => {}
+        None if ann.bootstrap_sealed.is_some() || boot.source != kms_shared::custody::DomainKeySource::Local => {}
         None if !creds.exists() => tracing::warn!(
             path = %creds.display(),
             "no credentials file: the admin key is shown only once, at the first start of a data directory"
         ),
         None => {}
     }
-    let env = env_file_text(endpoint, &dir.join(CA_FILE), &creds, &plan.region);
+    let env = env_file_text(endpoint, &dir.join(CA_FILE), &creds, region);
     write_atomic(&dir.join(ENV_FILE), env.as_bytes(), 0o644)
 }
 
@@ -201,15 +206,38 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
         let _ = dead_tx.send(why).await;
     });
 
-    let (announcement, ack) = {
+    let local = plan.listener.local_addr().map_err(|e| format!("listener: {e}"))?;
+    let endpoint = connectable(local);
+    let mut listener = Some(plan.listener);
+    // Started early when the enclave is sealed (quorum): clients then reach only its unseal endpoint.
+    let mut relay: Option<tokio::task::JoinHandle<()>> = None;
+    let (announcement, ack) = loop {
+        let sealed = relay.is_some();
+        // While sealed, the wait for the operators' shares has no deadline.
+        let next = async {
+            if sealed { Ok(arx.recv().await) } else { tokio::time::timeout(STARTUP_TIMEOUT, arx.recv()).await }
+        };
         tokio::select! {
-            a = tokio::time::timeout(STARTUP_TIMEOUT, arx.recv()) => match a {
-                Ok(Some(Event::Announce(a, ack))) => (a, ack),
+            a = next => match a {
+                Ok(Some(Event::Announce(a, ack))) => break (a, ack),
                 Ok(Some(Event::Serving)) => return Err("the enclave claimed to serve before announcing itself".into()),
                 Ok(Some(Event::Refuse(reason))) => {
                     // The enclave exits after this; wait for it briefly so no process is left behind.
                     let _ = tokio::time::timeout(STOP_TIMEOUT, child_exit(&mut plan.child)).await;
                     return Err(format!("the enclave refused to start: {}", one_line(&reason)));
+                }
+                Ok(Some(Event::QuorumShares(files, ack))) => {
+                    let written = write_shares(&plan.data_dir, &files);
+                    let _ = ack.send(written.clone().map(|_| ()).map_err(|_| kms_shared::storage::StorageError::Unavailable));
+                    let dir = written?;
+                    println!("quorum: {} encrypted shares written to {}", files.len(), dir.display());
+                }
+                Ok(Some(Event::Sealed { threshold, count })) => {
+                    if let Some(l) = listener.take() {
+                        relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone())));
+                    }
+                    println!("sealed: waiting for {threshold} of {count} shares");
+                    println!("unseal endpoint: https://{endpoint}");
                 }
                 Ok(None) => {
                     // The storage channel ended: the enclave is exiting; report why.
@@ -233,11 +261,19 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
                 }
                 return Err(why);
             }
+            _ = term.recv(), if sealed => {
+                relay.iter().for_each(tokio::task::JoinHandle::abort);
+                stop_child(&mut plan.child).await;
+                return Ok(());
+            }
+            _ = int.recv(), if sealed => {
+                relay.iter().for_each(tokio::task::JoinHandle::abort);
+                stop_child(&mut plan.child).await;
+                return Ok(());
+            }
         }
     };
-    let local = plan.listener.local_addr().map_err(|e| format!("listener: {e}"))?;
-    let endpoint = connectable(local);
-    let written = write_operator_files(&plan, &announcement, endpoint);
+    let written = write_operator_files(&plan.data_dir, &plan.region, &plan.boot, &announcement, endpoint);
     let _ = ack.send(written.clone().map_err(|_| kms_shared::storage::StorageError::Unavailable));
     written?;
     println!("settings digest: {}", hex::encode(&announcement.settings_digest));
@@ -253,7 +289,11 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
         Some(why) = dead_rx.recv() => return Err(why),
     }
 
-    let relay = tokio::spawn(relay::run(plan.listener, plan.enclave.clone()));
+    let relay = match (relay, listener.take()) {
+        (Some(r), _) => r,
+        (None, Some(l)) => tokio::spawn(relay::run(l, plan.enclave.clone())),
+        (None, None) => return Err("no client listener".into()),
+    };
     println!("ready: https://{endpoint}");
     println!("env: source {}", shell_quote(&plan.data_dir.join(ENV_FILE).to_string_lossy()));
     let outcome = tokio::select! {
@@ -268,6 +308,25 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     }
     stop_child(&mut plan.child).await;
     outcome
+}
+
+/// Directory of the quorum share files in the data directory, and their names. Contract: operators rely on them.
+pub const QUORUM_DIR: &str = "quorum";
+
+/// Writes `DIR/quorum/share-1.enc` ... in operator order (each durable before the enclave is answered); returns the
+/// directory. The files are encrypted to their operators: the host cannot read them.
+fn write_shares(data_dir: &Path, files: &[Vec<u8>]) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = data_dir.join(QUORUM_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (i, f) in files.iter().enumerate() {
+        write_atomic(&dir.join(format!("share-{}.enc", i + 1)), f, 0o600)?;
+    }
+    Ok(dir)
 }
 
 /// The enclave's reason on one line (it is shown as the one error line of this process).

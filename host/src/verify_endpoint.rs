@@ -34,9 +34,21 @@ const MAX_AGE_MS: u64 = 60_000;
 /// Records the chain; accepts it for the handshake (the binding is checked after, from the attestation document),
 /// but verifies the handshake signatures, so the server must hold the leaf's private key.
 #[derive(Debug)]
-struct Capture {
+pub(crate) struct Capture {
     provider: Arc<CryptoProvider>,
     chain: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl Capture {
+    /// A capturing verifier over `provider`.
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
+        Self { provider, chain: Mutex::new(Vec::new()) }
+    }
+
+    /// The chain the server presented.
+    pub(crate) fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.chain.lock().map(|c| c.clone()).unwrap_or_default()
+    }
 }
 
 impl ServerCertVerifier for Capture {

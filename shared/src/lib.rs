@@ -11,4 +11,5 @@
 pub mod custody;
 pub mod frame;
 pub mod preface;
+pub mod quorum;
 pub mod storage;

@@ -42,6 +42,9 @@ pub enum RecordKind {
     Custody = 9,
     /// The upstream service's CiphertextBlob of the domain key (stored as the upstream returned it, not sealed by us).
     UpstreamEnvelope = 10,
+    /// The quorum custody descriptor: deployment id, operators, threshold, share commitments, domain-key check. Read
+    /// while sealed, so not sealed under the domain key; see the enclave's `quorum::descriptor` for why that is safe.
+    QuorumDescriptor = 13,
 }
 
 impl From<RecordKind> for u16 {
@@ -64,6 +67,7 @@ impl TryFrom<u16> for RecordKind {
             8 => Self::Principal,
             9 => Self::Custody,
             10 => Self::UpstreamEnvelope,
+            13 => Self::QuorumDescriptor,
             other => return Err(format!("unknown record kind {other}")),
         })
     }
@@ -156,6 +160,20 @@ pub enum StorageOp {
     Refuse {
         /// Why.
         reason: String,
+    },
+    /// Quorum initialisation: the operators' encrypted share files (`kms_shared::quorum::ShareFile` bytes), in
+    /// operator order, for the host to write to `DIR/quorum/share-I.enc`. Answered once they are durable.
+    QuorumShares {
+        /// One file per operator.
+        files: Vec<serde_bytes::ByteBuf>,
+    },
+    /// The enclave is sealed and waits for `threshold` of `count` operator shares: the host starts relaying clients
+    /// (who can reach only the attestation document and share submission) and says so.
+    Sealed {
+        /// Shares needed.
+        threshold: u8,
+        /// Shares made.
+        count: u8,
     },
 }
 
@@ -286,6 +304,11 @@ impl StorageOp {
             }
             StorageOp::BootConfig | StorageOp::Serving => true,
             StorageOp::Refuse { reason } => reason.len() <= 2048,
+            StorageOp::QuorumShares { files } => {
+                files.len() <= crate::quorum::MAX_SHARES
+                    && files.iter().all(|f| f.len() <= crate::quorum::MAX_SHARE_FILE)
+            }
+            StorageOp::Sealed { threshold, count } => crate::quorum::check_params(*threshold, *count).is_ok(),
         };
         if ok { Ok(()) } else { Err(StorageError::Invalid) }
     }
@@ -306,6 +329,7 @@ mod tests {
             RecordKind::TlsIssuer,
             RecordKind::Custody,
             RecordKind::UpstreamEnvelope,
+            RecordKind::QuorumDescriptor,
         ] {
             assert_eq!(RecordKind::try_from(u16::from(k)).unwrap(), k);
         }

@@ -137,12 +137,12 @@ fn unknown(target: &str) -> Error {
 }
 
 /// Parses a JSON request body. An empty body is an empty object, as SDKs send for operations without members.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| Error::Serialization(format!("Malformed request body: {e}")))
 }
 
-fn respond<T: Serialize>(value: T) -> Result<Vec<u8>, Error> {
+pub(crate) fn respond<T: Serialize>(value: T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(&value).map_err(|e| Error::Internal(format!("response encoding: {e}")))
 }
 

@@ -17,6 +17,7 @@
 
 #[cfg(feature = "simulator")]
 mod local;
+pub mod quorum;
 pub mod upstream;
 
 use crate::crypto::secret::{Key256, SecretString};
@@ -99,6 +100,18 @@ pub struct Context<'a> {
     pub config: &'a BootConfig,
     /// The host-relayed byte stream to the upstream service, when this enclave has one.
     pub upstream: Option<&'a crate::net::transport::StorageTarget>,
+    /// What a source that waits for its operators serves with (`quorum`); `None` in tests.
+    pub sealed: Option<SealedIo<'a>>,
+}
+
+/// The client side a sealed enclave serves on while it waits for its key.
+pub struct SealedIo<'a> {
+    /// The client listener (the normal service takes it over once unsealed).
+    pub listener: &'a crate::net::transport::ClientListener,
+    /// The NSM, shareable with blocking tasks.
+    pub nsm: Arc<dyn Nsm>,
+    /// Names for the sealed endpoint's ephemeral certificate.
+    pub tls_names: &'a [String],
 }
 
 /// A domain-key source, chosen by the host's boot configuration.
@@ -131,7 +144,7 @@ impl Source {
             #[cfg(feature = "simulator")]
             Self::Local => "SimDomainKey",
             Self::Upstream => "UpstreamEnvelope",
-            Self::Quorum => "quorum shares",
+            Self::Quorum => "QuorumDescriptor",
         }
     }
 
@@ -140,8 +153,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::load(cx).await,
+            Self::Quorum => quorum::load(cx).await,
             Self::Upstream => upstream::load(cx).await,
-            Self::Quorum => Err(self.not_built()),
         }
     }
 
@@ -150,8 +163,8 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::create(cx),
+            Self::Quorum => quorum::create(cx),
             Self::Upstream => upstream::create(cx).await,
-            Self::Quorum => Err(self.not_built()),
         }
     }
 
@@ -160,13 +173,9 @@ impl Source {
         match self {
             #[cfg(feature = "simulator")]
             Self::Local => local::commit(cx, commit).await,
+            Self::Quorum => quorum::commit(cx, commit).await,
             Self::Upstream => upstream::commit(cx, commit).await,
-            Self::Quorum => Err(self.not_built()),
         }
-    }
-
-    fn not_built(&self) -> Error {
-        Error::Internal(format!("the {} domain-key source is not part of this build", self.record_name()))
     }
 }
 

@@ -30,10 +30,10 @@ use tokio_rustls::TlsAcceptor;
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Allowed clock difference for SigV4.
 pub const MAX_SKEW_SECS: u64 = 300;
-const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// hyper's own head timeout, a backstop behind the guard's (which is `Limits::request_deadline`).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to write a refusal that hyper does not write (framing errors, connections over the limit).
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An oversize body up to this size is read and discarded before the error is sent, so that a client that writes its
@@ -42,7 +42,7 @@ const MAX_DRAIN: u64 = 8 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
+pub(crate) async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
     let mut h = [0u8; preface::HEADER_LEN];
     stream.read_exact(&mut h).await.map_err(|e| e.to_string())?;
     let n = preface::peer_len(h).map_err(|e| e.to_string())?;
@@ -304,7 +304,7 @@ fn too_large() -> Error {
     Error::Validation(format!("The request body exceeds the maximum size of {MAX_BODY} bytes"))
 }
 
-fn reply(
+pub(crate) fn reply(
     status: StatusCode,
     body: Vec<u8>,
     error: Option<&str>,

@@ -16,6 +16,5 @@ pub mod crypto;
 pub mod custody;
 pub mod error;
 pub mod net;
-pub mod quorum;
 pub mod service;
 pub mod state;

@@ -1,4 +1,4 @@
-//! The `quorum` source: the domain key split M-of-N among operators (see [`crate::quorum`]).
+//! The `quorum` domain-key source: the domain key split M-of-N among operators (Shamir), the sealed start and unsealing.
 //!
 //! - `create` (only with `--init`): a fresh key, split and sealed to the operators named in the boot configuration,
 //!   bound to the settings digest of this initialisation.
@@ -8,22 +8,28 @@
 //!   submission) until M operators have submitted their shares; the recombined key is then checked by the caller
 //!   (the custody record must open under it).
 
+pub mod descriptor;
+pub mod hpke;
+pub mod sealed;
+pub mod shamir;
+pub mod unseal;
+
 use super::{Context, Fresh};
 use crate::crypto::secret::Key256;
 use crate::error::Error;
-use crate::quorum::descriptor::{DESCRIPTOR_ID, Descriptor, initialise};
-use crate::quorum::unseal::Unsealer;
 use crate::state::store::{Records, StoreError};
+use descriptor::{DESCRIPTOR_ID, Descriptor, initialise};
 use kms_shared::custody::{DomainKeySource, InitSettings};
 use kms_shared::quorum as wire;
 use kms_shared::storage::{RecordKind, StorageError, StorageOp, StorageReply};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
+use unseal::Unsealer;
 use zeroize::Zeroizing;
 
 /// Label of the key the descriptor record is sealed under. Public: the seal only gives the record the store's
-/// framing; its integrity argument is in [`crate::quorum::descriptor`].
+/// framing; its integrity argument is in [`crate::custody::quorum::descriptor`].
 const DESCRIPTOR_SEALING_LABEL: &[u8] = b"enclave-kms quorum descriptor record v1 (public label)";
 
 /// What `create` hands `commit`.
@@ -108,7 +114,8 @@ pub async fn load(cx: &Context<'_>) -> Result<Option<Key256>, Error> {
     cx.channel.call(StorageOp::Sealed { threshold, count }).await.map_err(Error::from)?;
     tracing::info!(threshold, count, settings_digest = %hex::encode(digest), "sealed: waiting for operator shares");
     let key =
-        crate::quorum::sealed::serve(sealed.listener, sealed.nsm.clone(), unsealer, &digest, sealed.tls_names).await?;
+        crate::custody::quorum::sealed::serve(sealed.listener, sealed.nsm.clone(), unsealer, &digest, sealed.tls_names)
+            .await?;
     tracing::info!("unsealed");
     Ok(Some(key))
 }

@@ -168,16 +168,25 @@ def test_unit_is_hardened(unit):
 # ---- the units' commands against the real kms-host ----------------------------------------------------------------
 
 
-def test_production_unit_command_is_accepted_by_kms_host_run(host_bin, tmp_path):
+@pytest.mark.parametrize("custody", ["example", "quorum"])
+def test_production_unit_command_is_accepted_by_kms_host_run(custody, host_bin, tmp_path):
     if Path("/dev/nitro_enclaves").exists():
         pytest.skip("this machine is a Nitro Enclaves parent: the command would really start an enclave")
     u = parse_unit(PRODUCTION)
     assert one(u, "Service", "EnvironmentFile") == "/etc/enclave-kms/kms-host.env"
-    argv = expand_exec(one(u, "Service", "ExecStart"), parse_env_file(ENV_EXAMPLE))
+    env = parse_env_file(ENV_EXAMPLE)
+    if custody == "quorum":  # the other value the example's comment and docs/deploy-nitro.md step 7 give
+        env["KMS_CUSTODY_ARGS"] = "--domain-key quorum"
+    argv = expand_exec(one(u, "Service", "ExecStart"), env)
     assert argv[0] == INSTALLED_HOST and argv[1] == "run"
     argv = [str(host_bin), *argv[1:]]
-    # Data directory into the test's temporary directory (the command refuses before using it, but never touch /var).
+    # Data directory into the test's temporary directory (the command refuses before using it, but never touch /var),
+    # and the files the custody flags name, which kms-host reads before it looks for the device, into stand-ins.
     argv[argv.index("--data-dir") + 1] = str(tmp_path / "data")
+    if "--upstream-credentials" in argv:
+        creds = tmp_path / "upstream-credentials"
+        creds.write_text("[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n")
+        argv[argv.index("--upstream-credentials") + 1] = str(creds)
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=60, env=scrub_aws_environment(os.environ),
         stdin=subprocess.DEVNULL,

@@ -77,7 +77,8 @@ def upstream(tmp_path_factory, host_bin):
         admin = f"arn:aws:iam::{DEFAULT_ACCOUNT}:user/admin"
         policy = {"Version": "2012-10-17", "Statement": [
             {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": admin}, "Resource": "*",
-             "NotAction": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:Encrypt"]},
+             "NotAction": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:Encrypt",
+                           "kms:DeriveSharedSecret"]},
             {"Sid": "EnclaveOnly", "Effect": "Allow", "Principal": {"AWS": arn}, "Resource": "*",
              "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
              "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": pcrs["0"]}}}]}

@@ -189,5 +189,6 @@ def test_unknown_access_key_ids_cost_one_storage_read(hostile):
     # A key created afterwards is found (the negative cache is forgotten on create).
     kms, raw = srv.client(), RawClient(srv)
     account = kms.create_key()["KeyMetadata"]["AWSAccountId"]
-    newcomer = make_principal(raw, srv, f"arn:aws:iam::{account}:user/{unique('newcomer')}")
+    newcomer = make_principal(raw, srv, f"arn:aws:iam::{account}:user/{unique('newcomer')}",
+                              identity={"Statement": [{"Effect": "Allow", "Action": "kms:ListKeys", "Resource": "*"}]})
     newcomer.kms.list_keys()

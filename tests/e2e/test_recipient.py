@@ -41,8 +41,10 @@ def account(gate_server):
 @pytest.fixture(scope="module")
 def workload(gate_server, account) -> Principal:
     """The principal the workload enclave's requests are signed with."""
-    # Its identity policy allows GenerateRandom (key-less, so IAM-only); the keys' policies name it directly.
-    identity = {"Statement": [{"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*"}]}
+    # Its identity policy allows GenerateRandom and server nonces (key-less, so IAM-only); the keys' policies name it
+    # directly.
+    identity = {"Statement": [{"Effect": "Allow", "Action": ["kms:GenerateRandom", "enclavekms:GetRecipientNonce"],
+                               "Resource": "*"}]}
     return make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:role/{unique('workload')}",
                           identity=identity)
 

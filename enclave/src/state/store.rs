@@ -349,8 +349,10 @@ impl Records {
         let op = StorageOp::Put { kind, id: id.to_owned(), version, expected, sealed: SealedBlob(sealed) };
         match self.channel.call(op).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.note_present(kind, id, version);
+                let mut seen = self.seen.lock().map_err(|_| StoreError::Closed)?;
+                // Counted before the mark is raised, under its lock: a reader that sees the mark sees the count.
                 self.writes.fetch_add(1, Ordering::SeqCst);
+                seen.note_present(kind, id, version);
                 Ok(version)
             }
             _ => Err(StoreError::Protocol),
@@ -367,8 +369,9 @@ impl Records {
         }
         match self.channel.call(StorageOp::Delete { kind, id: id.to_owned(), expected }).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.note_deleted(kind, id, expected);
+                let mut seen = self.seen.lock().map_err(|_| StoreError::Closed)?;
                 self.writes.fetch_add(1, Ordering::SeqCst);
+                seen.note_deleted(kind, id, expected);
                 Ok(())
             }
             _ => Err(StoreError::Protocol),

@@ -34,6 +34,8 @@ pub enum Op {
     Sign,
     Verify,
     GenerateMac,
+    /// PutKeyPolicy of the key's own policy (read once with GetKeyPolicy): a write that changes nothing else.
+    PutKeyPolicy,
 }
 
 impl Op {
@@ -47,13 +49,14 @@ impl Op {
             Op::Sign => "sign",
             Op::Verify => "verify",
             Op::GenerateMac => "generate-mac",
+            Op::PutKeyPolicy => "put-key-policy",
         }
     }
 
     /// The kind of key the operation needs (created by the tool unless `--key-id`).
     pub fn key_kind(self) -> KeyKind {
         match self {
-            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey => KeyKind::Symmetric,
+            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey | Op::PutKeyPolicy => KeyKind::Symmetric,
             Op::Sign | Op::Verify => KeyKind::EccSign,
             Op::GenerateMac => KeyKind::Hmac,
             Op::CreateKey | Op::GenerateRandom => KeyKind::None,

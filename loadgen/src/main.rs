@@ -5,6 +5,7 @@
 //! ```text
 //! kms-loadgen --endpoint URL [--ca FILE] --connections N --duration SECONDS
 //!             (--op encrypt|decrypt|generate-data-key|create-key|generate-random|sign|verify|generate-mac
+//!                   |put-key-policy
 //!              | --mix OP=WEIGHT[,OP=WEIGHT...])
 //!             [--context KEY=VALUE]... [--json] [--warmup SECONDS] [--key-id ID] [--payload-bytes N]
 //!             [--region REGION] [--keys N [--keys-file FILE] [--setup-connections N]]
@@ -16,7 +17,8 @@
 //!
 //! With `--keys N` each request names a key drawn uniformly from N keys (reused from `--keys-file`, the missing ones
 //! created first over `--setup-connections` connections and appended to it); a decrypt run then pre-encrypts under
-//! 256 drawn keys per connection. `--op create-key` measures CreateKey itself (each answer must carry a KeyId).
+//! 256 drawn keys per connection. `--op create-key` measures CreateKey itself (each answer must carry a KeyId);
+//! `--op put-key-policy` puts the key's own policy back (read once with GetKeyPolicy; with `--keys`, on drawn keys).
 //!
 //! Exit status: 0 with a report (errors are counted in it), 1 when set-up fails (connection, CreateKey, the
 //! pre-encryption of a decrypt run), 2 for usage errors.

@@ -117,6 +117,16 @@ pub async fn create_key(client: &mut Client, spec: &str, usage: &str) -> Result<
     }
 }
 
+/// GetKeyPolicy "default" of `key_id`: the policy document.
+pub async fn key_policy(client: &mut Client, key_id: &str) -> Result<String, CallError> {
+    let body = serde_json::json!({ "KeyId": key_id, "PolicyName": "default" }).to_string();
+    let v = json(&client.call("TrentService.GetKeyPolicy", body.as_bytes()).await?)?;
+    match v.get("Policy").and_then(serde_json::Value::as_str) {
+        Some(p) if !p.is_empty() => Ok(p.to_owned()),
+        _ => Err(CallError::Wrong("GetKeyPolicy answer without Policy".into())),
+    }
+}
+
 /// A connection's operations with their weights; each request draws one (xorshift64* seeded per connection).
 pub struct Plan {
     works: Vec<Work>,
@@ -175,6 +185,8 @@ enum Check {
     Valid,
     /// A 32-byte Mac, the same for every request (the message does not change): the first one seen.
     Mac(Option<Vec<u8>>),
+    /// An empty answer or an empty JSON object (PutKeyPolicy).
+    Empty,
 }
 
 impl Work {
@@ -273,6 +285,17 @@ impl Work {
                 .into();
                 work.check = Check::Valid;
             }
+            Op::PutKeyPolicy => {
+                work.target = "TrentService.PutKeyPolicy";
+                let policy = key_policy(client, key_id).await?;
+                work.body = serde_json::json!({ "KeyId": key_id, "PolicyName": "default", "Policy": policy })
+                    .to_string()
+                    .into();
+                work.check = Check::Empty;
+                work.keys = keys;
+                work.tail =
+                    format!(",\"PolicyName\":\"default\",\"Policy\":{}}}", serde_json::Value::from(policy)).into();
+            }
             Op::GenerateMac => {
                 work.target = "TrentService.GenerateMac";
                 work.body = serde_json::json!({
@@ -351,6 +374,17 @@ impl Work {
                 }
                 return Ok(());
             }
+            Check::Empty => {
+                let empty = body.iter().all(u8::is_ascii_whitespace)
+                    || serde_json::from_slice::<serde_json::Value>(body)
+                        .ok()
+                        .and_then(|v| v.as_object().map(serde_json::Map::is_empty))
+                        .unwrap_or(false);
+                if !empty {
+                    return Err(CallError::Wrong("PutKeyPolicy answered something other than an empty body".into()));
+                }
+                return Ok(());
+            }
             _ => {}
         }
         if let Check::NewKey = self.check {
@@ -375,7 +409,12 @@ impl Work {
                     return Err(CallError::Wrong("Decrypt returned another plaintext".into()));
                 }
             }
-            Check::NewKey | Check::Random(_) | Check::Signature { .. } | Check::Valid | Check::Mac(_) => {}
+            Check::NewKey
+            | Check::Random(_)
+            | Check::Signature { .. }
+            | Check::Valid
+            | Check::Mac(_)
+            | Check::Empty => {}
             Check::DataKey => {
                 let key = decode("Plaintext", answer.plaintext.as_ref())?;
                 if key.len() != 32 {
@@ -467,6 +506,15 @@ mod tests {
         assert!(gdk.check(format!(r#"{{"Plaintext":"{key}","CiphertextBlob":"AQ=="}}"#).as_bytes()).is_ok());
         assert!(gdk.check(format!(r#"{{"Plaintext":"{key}"}}"#).as_bytes()).is_err());
         assert!(gdk.check(br#"{"Plaintext":"AAAA","CiphertextBlob":"AQ=="}"#).is_err());
+    }
+
+    #[test]
+    fn put_key_policy_answers_are_checked() {
+        let mut put = work(Check::Empty);
+        assert!(put.check(b"").is_ok());
+        assert!(put.check(b"{}").is_ok());
+        assert!(put.check(br#"{"KeyId":"k"}"#).is_err());
+        assert!(put.check(b"not json").is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ struct State {
     gets: HashMap<u16, u64>,
     hide: HashMap<Id, u32>,
     ack_without_write: HashSet<Id>,
+    /// Gets of this record are answered (as of their arrival) only after the next put of it has been answered.
+    hold_get_past_put: Option<Id>,
 }
 
 /// The host's side: what it stores and how it lies.
@@ -35,6 +37,12 @@ impl FakeHost {
     /// Acknowledges creates (`expected` None) of the record without writing them.
     pub fn ack_creates_without_writing(&self, kind: RecordKind, id: &str) {
         self.0.lock().unwrap().ack_without_write.insert((kind.into(), id.to_owned()));
+    }
+
+    /// Answers the next get of the record as the record is when the get arrives, but sends that answer only after
+    /// answering the next put of it: an honest host whose read was overtaken by a concurrent write's commit.
+    pub fn hold_next_get_past_put(&self, kind: RecordKind, id: &str) {
+        self.0.lock().unwrap().hold_get_past_put = Some((kind.into(), id.to_owned()));
     }
 
     /// Gets of `kind` answered so far.
@@ -108,6 +116,7 @@ impl FakeHost {
         let (a, mut b) = duplex(1 << 20);
         let host = self.clone();
         tokio::spawn(async move {
+            let mut held: Option<Vec<u8>> = None;
             loop {
                 let mut h = [0u8; frame::HEADER_LEN];
                 if b.read_exact(&mut h).await.is_err() {
@@ -119,9 +128,36 @@ impl FakeHost {
                     return;
                 }
                 let Ok(msg) = frame::decode::<EnclaveMessage>(&body) else { return };
+                let target = match &msg.op {
+                    StorageOp::Get { kind, id } | StorageOp::Put { kind, id, .. } => {
+                        Some((u16::from(*kind), id.clone()))
+                    }
+                    _ => None,
+                };
+                let is_get = matches!(msg.op, StorageOp::Get { .. });
                 let reply = HostMessage { id: msg.id, result: host.answer(msg.op) };
                 let Ok(out) = frame::encode(&reply) else { return };
+                let hold = host.0.lock().map(|mut s| {
+                    let armed = target.is_some() && s.hold_get_past_put == target;
+                    if armed && is_get {
+                        held = Some(out.clone());
+                        return true;
+                    }
+                    if armed && !is_get && held.is_some() {
+                        s.hold_get_past_put = None;
+                    }
+                    false
+                });
+                if hold.unwrap_or(false) {
+                    continue;
+                }
                 if b.write_all(&out).await.is_err() {
+                    return;
+                }
+                if host.0.lock().is_ok_and(|s| s.hold_get_past_put.is_none())
+                    && let Some(late) = held.take()
+                    && b.write_all(&late).await.is_err()
+                {
                     return;
                 }
             }

@@ -504,7 +504,13 @@ pub struct Keyring {
     clock: Arc<Clock>,
     cache: Mutex<HashMap<String, Arc<Key>>>,
     capacity: usize,
+    /// Updates of one key take turns (a key id hashes to one of these): the only other writer of a key record is this
+    /// enclave, so its compare-and-swap then fails only when the host lies or another update path raced it.
+    update_turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Locks that order updates of the same key (striped by key id).
+const UPDATE_TURNS: usize = 64;
 
 /// What a key id names in the store.
 pub enum Lookup {
@@ -522,7 +528,14 @@ const UPDATE_ATTEMPTS: usize = 5;
 impl Keyring {
     /// A key ring caching at most `capacity` unwrapped keys.
     pub fn new(records: Arc<Records>, scope: Scope, clock: Arc<Clock>, capacity: usize) -> Self {
-        Self { records, scope, clock, cache: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+        Self {
+            records,
+            scope,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            update_turns: (0..UPDATE_TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
     }
 
     fn cached(&self, key_id: &str) -> Option<Arc<Key>> {
@@ -650,6 +663,17 @@ impl Keyring {
         key_id: &str,
         change: impl Fn(&mut Key) -> Result<(), Error>,
     ) -> Result<Arc<Key>, Error> {
+        // Concurrent updates of one key wait for each other instead of exhausting their attempts on conflicts (which
+        // answered KMSInternalException to several connections changing one key's policy; found by the soak mix).
+        let turn = {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key_id);
+            self.update_turns.get(usize::try_from(h % UPDATE_TURNS as u64).unwrap_or(0))
+        };
+        let _turn = match turn {
+            Some(t) => Some(t.lock().await),
+            None => None,
+        };
         for _ in 0..UPDATE_ATTEMPTS {
             self.purge(key_id);
             let current = match self.fetch(key_id).await? {

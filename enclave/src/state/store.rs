@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 
 /// How long one storage request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Times a read that raced this enclave's own write is sent again before its failed check stands (issue 19).
+const RACED_READS: u32 = 8;
 
 /// Storage failures as the enclave sees them.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +197,9 @@ pub struct Records {
     skipped: AtomicU64,
     /// Storage reads (get) sent to the host.
     reads: AtomicU64,
+    /// How many times a high-water mark was raised (by a write, a delete, or a read that saw a newer version); a read
+    /// that fails its high-water check while this moved may have raced a write (see [`Records::get`]).
+    writes: AtomicU64,
 }
 
 impl Records {
@@ -211,6 +216,7 @@ impl Records {
             seen: Mutex::new(HighWater::new(cap, deleted_cap)),
             skipped: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -257,7 +263,12 @@ impl Records {
             None => {}
             Some(f) if floor.deleted.is_some_and(|d| f <= d) => return fail("a deleted record came back"),
             Some(f) if floor.present.is_some_and(|p| f < p) => return fail("rollback to an older version"),
-            Some(f) => seen.note_present(kind, id, f),
+            Some(f) => {
+                if floor.present.is_none_or(|p| f > p) {
+                    self.writes.fetch_add(1, Ordering::SeqCst);
+                }
+                seen.note_present(kind, id, f);
+            }
         }
         Ok(())
     }
@@ -279,22 +290,41 @@ impl Records {
     }
 
     /// Reads and opens one record.
+    ///
+    /// An honest host can answer a read with the version before a write of this enclave that committed while the
+    /// read was in flight; by the time the answer arrives the write (or another read that saw it) has raised the
+    /// high-water mark, and the answer looks like a rollback. So an answer that fails its high-water check while a
+    /// high-water mark was raised is not used and the record is read again (at most [`RACED_READS`] times); with no
+    /// mark raised in between the failure stands. A stale answer is never used either way. (Found by the soak: PutKeyPolicy from several
+    /// connections on one key answered KMSInternalException.)
     pub async fn get(&self, kind: RecordKind, id: &str) -> Result<Option<Opened>, StoreError> {
+        let mut raced = 0;
+        loop {
+            let writes = self.writes.load(Ordering::SeqCst);
+            match self.get_once(kind, id).await? {
+                Ok(found) => return Ok(found),
+                Err(e) if raced < RACED_READS && self.writes.load(Ordering::SeqCst) != writes => {
+                    tracing::debug!(?kind, id, error = %e, "a read raced a write; reading again");
+                    raced += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One read: the record, or (inner `Err`) the high-water check it failed.
+    async fn get_once(&self, kind: RecordKind, id: &str) -> Result<Result<Option<Opened>, StoreError>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let reply = self.channel.call(StorageOp::Get { kind, id: id.to_owned() }).await?;
         let StorageReply::Record(rec) = reply else { return Err(StoreError::Protocol) };
         match rec {
-            None => {
-                self.check_seen(kind, id, None)?;
-                Ok(None)
-            }
+            None => Ok(self.check_seen(kind, id, None).map(|()| None)),
             Some(rec) => {
                 if rec.id != id {
                     return Err(StoreError::Protocol);
                 }
                 let opened = self.open(kind, &rec)?;
-                self.check_seen(kind, id, Some(rec.version))?;
-                Ok(Some(opened))
+                Ok(self.check_seen(kind, id, Some(rec.version)).map(|()| Some(opened)))
             }
         }
     }
@@ -319,7 +349,10 @@ impl Records {
         let op = StorageOp::Put { kind, id: id.to_owned(), version, expected, sealed: SealedBlob(sealed) };
         match self.channel.call(op).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.note_present(kind, id, version);
+                let mut seen = self.seen.lock().map_err(|_| StoreError::Closed)?;
+                // Counted before the mark is raised, under its lock: a reader that sees the mark sees the count.
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                seen.note_present(kind, id, version);
                 Ok(version)
             }
             _ => Err(StoreError::Protocol),
@@ -336,7 +369,9 @@ impl Records {
         }
         match self.channel.call(StorageOp::Delete { kind, id: id.to_owned(), expected }).await? {
             StorageReply::Done => {
-                self.seen.lock().map_err(|_| StoreError::Closed)?.note_deleted(kind, id, expected);
+                let mut seen = self.seen.lock().map_err(|_| StoreError::Closed)?;
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                seen.note_deleted(kind, id, expected);
                 Ok(())
             }
             _ => Err(StoreError::Protocol),
@@ -439,6 +474,21 @@ mod tests {
         assert_eq!(&r.get(RecordKind::Alias, "a").await.unwrap().unwrap().body[..], b"two");
         assert!(matches!(r.get(RecordKind::Alias, "a").await, Err(StoreError::Integrity { .. })));
         assert!(matches!(r.get(RecordKind::Alias, "a").await, Err(StoreError::Integrity { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_read_overtaken_by_our_own_write_is_read_again_not_called_a_rollback() {
+        let host = crate::state::fake_host::FakeHost::default();
+        let r = host.records();
+        assert_eq!(r.put(RecordKind::Key, "k", None, b"one").await.unwrap(), 1);
+        host.hold_next_get_past_put(RecordKind::Key, "k");
+        // The get is sent first and read by the host as version 1; its answer arrives after the put of version 2.
+        let (got, put) = tokio::join!(r.get(RecordKind::Key, "k"), r.put(RecordKind::Key, "k", Some(1), b"two"));
+        assert_eq!(put.unwrap(), 2);
+        let got = got.expect("an honest race is not a rollback").unwrap();
+        assert_eq!((got.version, &got.body[..]), (2, &b"two"[..]), "the stale answer is not used");
+        assert_eq!(host.gets(RecordKind::Key), 2, "read again once");
+        // (Without a write in between, a stale answer is still a rollback: detects_rollback_and_hiding.)
     }
 
     #[tokio::test]

@@ -129,6 +129,33 @@ async fn a_reader_that_loaded_before_an_update_cannot_cache_the_old_version() {
     assert_eq!(ring.get(&id).await.unwrap().unwrap().meta.description, "third");
 }
 
+/// Issue 19 (found by the soak): many concurrent updates of one key all succeed, each applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_of_one_key_all_succeed() {
+    let host = crate::state::fake_host::FakeHost::default();
+    let ring = Arc::new(Keyring::new(host.records(), scope(), Arc::new(Clock::default()), 16));
+    let id = ring.create(meta_for_test()).await.unwrap().meta.key_id.clone();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let (ring, id) = (ring.clone(), id.clone());
+            tokio::spawn(async move {
+                ring.update(&id, |k| {
+                    k.meta.tags.push((format!("t{i}"), String::new()));
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    ring.purge(&id);
+    let key = ring.get(&id).await.unwrap().unwrap();
+    assert_eq!(key.meta.tags.len(), 33, "every update applied once");
+    assert_eq!(key.record_version, 33);
+}
+
 /// Issue 12 item 18: one key record that fails its checks is skipped by ListKeys and the sweep, which go on.
 #[tokio::test]
 async fn a_bad_key_record_is_skipped_by_listing_and_sweep() {

@@ -18,7 +18,7 @@ use kms_shared::preface;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
 /// Largest request body accepted.
@@ -55,6 +55,15 @@ pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc:
         Ok(Err(e)) => return tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
         Err(_) => return tracing::info!(peer = %peer, "TLS handshake timed out"),
     };
+    serve_http(tls, svc, peer).await;
+}
+
+/// Serves HTTP/1.1 on an established (decrypted) stream to its end: what [`connection`] runs after the TLS handshake,
+/// and what the `http` fuzz target drives over an in-memory stream.
+pub async fn serve_http<S>(io: S, svc: Arc<Service>, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let peer = Arc::new(peer);
     let service = service_fn(move |req| {
         let (svc, peer) = (svc.clone(), peer.clone());
@@ -64,7 +73,7 @@ pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc:
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tls), service)
+        .serve_connection(TokioIo::new(io), service)
         .await;
     if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended with an error");

@@ -29,7 +29,8 @@ struct Setup {
 fn setup() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| {
-        let anchors = vec![TrustAnchor::aws_nitro().unwrap(), TrustAnchor::simulator(&kms_fuzz::sim_pki().root_der()).unwrap()];
+        let anchors =
+            vec![TrustAnchor::aws_nitro().unwrap(), TrustAnchor::simulator(&kms_fuzz::sim_pki().root_der()).unwrap()];
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/attestation-genuine");
         let mut genuine = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {

@@ -72,7 +72,9 @@ const OPS: &[&str] = &[
 fn slow(target: &str, body: &[u8]) -> bool {
     let keygen = matches!(
         target,
-        "TrentService.CreateKey" | "TrentService.GenerateDataKeyPair" | "TrentService.GenerateDataKeyPairWithoutPlaintext"
+        "TrentService.CreateKey"
+            | "TrentService.GenerateDataKeyPair"
+            | "TrentService.GenerateDataKeyPairWithoutPlaintext"
     );
     target == "TrentService.GetParametersForImport"
         || (keygen && (body.windows(3).any(|w| w.eq_ignore_ascii_case(b"rsa")) || body.windows(2).any(|w| w == b"\\u")))

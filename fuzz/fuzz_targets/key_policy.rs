@@ -43,7 +43,13 @@ fuzz_target!(|data: &[u8]| {
     for (r, d) in reqs.iter().zip(&first) {
         let deny = policy.statements().iter().any(|s| s.effect() == Effect::Deny && s.matches(r));
         let allow = policy.statements().iter().any(|s| s.effect() == Effect::Allow && s.matches(r));
-        let want = if deny { Decision::Deny } else if allow { Decision::Allow } else { Decision::NotAllowed };
+        let want = if deny {
+            Decision::Deny
+        } else if allow {
+            Decision::Allow
+        } else {
+            Decision::NotAllowed
+        };
         assert_eq!(*d, want);
     }
     let value: serde_json::Value =

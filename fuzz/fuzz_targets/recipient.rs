@@ -29,12 +29,7 @@ fn keys() -> &'static Keys {
         let ec = PrivateKey::generate(&ECDH_P384).unwrap();
         let p384_spki = AsDer::<PublicKeyX509Der>::as_der(&ec.compute_public_key().unwrap()).unwrap().as_ref().to_vec();
         let ec_pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&ec).unwrap().as_ref().to_vec();
-        Keys {
-            rsa: opener_key(&rsa_pkcs8).unwrap(),
-            rsa_spki,
-            p384: opener_key(&ec_pkcs8).unwrap(),
-            p384_spki,
-        }
+        Keys { rsa: opener_key(&rsa_pkcs8).unwrap(), rsa_spki, p384: opener_key(&ec_pkcs8).unwrap(), p384_spki }
     })
 }
 

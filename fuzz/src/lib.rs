@@ -214,11 +214,6 @@ pub fn wrap_oaep_sha256(spki_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
 /// answers honestly, so nothing but the input can have failed).
 pub fn assert_client_error(target: &str, e: &Error) {
     let code = e.code();
-    assert!(
-        code.status() < 500,
-        "{target}: input answered with {} ({}): {e:?}",
-        code.name(),
-        code.status()
-    );
+    assert!(code.status() < 500, "{target}: input answered with {} ({}): {e:?}", code.name(), code.status());
     assert!(!code.name().is_empty() && !e.public_message().is_empty());
 }

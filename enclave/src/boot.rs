@@ -22,9 +22,6 @@ const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 /// 10 ms of CPU per page) and would otherwise hold a runtime worker for seconds at a time.
 const SWEEP_PACE: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Most client connections served at once.
-const MAX_CONNECTIONS: usize = 4096;
-
 /// Label of the simulator's sealing key. Anyone can derive it: the simulator's domain key is NOT protected.
 const SIM_SEALING_LABEL: &[u8] = b"enclave-kms INSECURE simulator domain-key sealing key v1";
 const SIM_DOMAIN_KEY_ID: &str = "domain-key";
@@ -37,6 +34,8 @@ pub struct Settings {
     pub tls_names: Vec<String>,
     /// Most unwrapped keys cached.
     pub key_cache: usize,
+    /// Connection, time and memory bounds of the client side.
+    pub limits: crate::net::limits::Limits,
 }
 
 /// The simulator's domain key: sealed in the store under a key derived from a public label. Returns the key and
@@ -104,6 +103,7 @@ pub async fn run(
         records: records.clone(),
         scope: settings.scope,
         clock,
+        keygen: crate::crypto::keygen::KeygenGate::per_vcpu(settings.limits.rsa_per_principal),
     });
 
     // The bootstrap admin exists only in the start that created the domain key, so a host that hides credential
@@ -138,7 +138,10 @@ pub async fn run(
     });
 
     let acceptor = TlsAcceptor::from(tls.config.clone());
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = Arc::new(crate::net::limits::Gate::new(settings.limits));
+    let limit = Arc::new(Semaphore::new(gate.limits.max_connections));
+    // Connections over the limit are answered (ThrottlingException) by at most this many tasks, then dropped.
+    let overflow = Arc::new(Semaphore::new(gate.limits.overflow_connections));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Internal(format!("signal handler: {e}")))?;
     loop {
@@ -152,12 +155,22 @@ pub async fn run(
                     Err(e) => { tracing::warn!(error = %e, "accept failed"); continue }
                 };
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!("connection limit reached; dropping a connection");
+                    let Ok(spare) = overflow.clone().try_acquire_owned() else {
+                        tracing::warn!("connection limit reached and no capacity to answer; dropping a connection");
+                        continue;
+                    };
+                    tracing::warn!("connection limit reached; answering ThrottlingException");
+                    let acceptor = acceptor.clone();
+                    let error = Error::Throttling("Rate exceeded: too many connections; retry later".into());
+                    tokio::spawn(async move {
+                        crate::net::server::refuse_connection(stream, acceptor, error).await;
+                        drop(spare);
+                    });
                     continue;
                 };
-                let (acceptor, svc) = (acceptor.clone(), svc.clone());
+                let (acceptor, svc, gate) = (acceptor.clone(), svc.clone(), gate.clone());
                 tokio::spawn(async move {
-                    crate::net::server::connection(stream, acceptor, svc).await;
+                    crate::net::server::connection(stream, acceptor, svc, gate).await;
                     drop(permit);
                 });
             }

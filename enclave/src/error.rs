@@ -52,6 +52,9 @@ pub enum Error {
     /// A quota is exceeded.
     #[error("{0}")]
     LimitExceeded(String),
+    /// Too many requests at once (connections, body bytes in memory, RSA key generations): retry later.
+    #[error("{0}")]
+    Throttling(String),
     /// The key cannot be used this way.
     #[error("{0}")]
     InvalidKeyUsage(String),
@@ -103,6 +106,7 @@ pub enum ErrorCode {
     DisabledException,
     KMSInvalidStateException,
     LimitExceededException,
+    ThrottlingException,
     InvalidImportTokenException,
     ExpiredImportTokenException,
     IncorrectKeyMaterialException,
@@ -137,6 +141,7 @@ impl ErrorCode {
             ErrorCode::DisabledException => "DisabledException",
             ErrorCode::KMSInvalidStateException => "KMSInvalidStateException",
             ErrorCode::LimitExceededException => "LimitExceededException",
+            ErrorCode::ThrottlingException => "ThrottlingException",
             ErrorCode::InvalidImportTokenException => "InvalidImportTokenException",
             ErrorCode::ExpiredImportTokenException => "ExpiredImportTokenException",
             ErrorCode::IncorrectKeyMaterialException => "IncorrectKeyMaterialException",
@@ -182,6 +187,7 @@ impl Error {
             Error::Disabled(_) => ErrorCode::DisabledException,
             Error::KmsInvalidState(_) => ErrorCode::KMSInvalidStateException,
             Error::LimitExceeded(_) => ErrorCode::LimitExceededException,
+            Error::Throttling(_) => ErrorCode::ThrottlingException,
             Error::InvalidImportToken(_) => ErrorCode::InvalidImportTokenException,
             Error::ExpiredImportToken(_) => ErrorCode::ExpiredImportTokenException,
             Error::IncorrectKeyMaterial(_) => ErrorCode::IncorrectKeyMaterialException,
@@ -249,6 +255,7 @@ mod tests {
             Error::InvalidCiphertext,
             Error::IncorrectKey,
             Error::UnrecognizedClient,
+            Error::Throttling("x".into()),
             Error::Auth(AuthError::MissingAuthentication),
         ] {
             assert_eq!(e.code().status(), 400, "{e:?}");

@@ -80,6 +80,7 @@ fn settings(c: &Common) -> Result<Settings, String> {
         scope: Scope { region: c.region.clone(), account_id: c.account_id.clone() },
         tls_names: names,
         key_cache: c.key_cache,
+        limits: kms_enclave::net::limits::Limits::default(),
     })
 }
 
@@ -100,6 +101,12 @@ fn main() -> ExitCode {
         Mode::Simulator { common, .. } => common,
     };
     let settings = match settings(common) {
+        // Simulator mode only: tests shorten the network limits through KMS_ENCLAVE_TEST_* variables.
+        #[cfg(feature = "simulator")]
+        Ok(mut s) if matches!(cli.mode, Mode::Simulator { .. }) => {
+            s.limits = s.limits.with_test_overrides(|k| std::env::var(k).ok());
+            s
+        }
         Ok(s) => s,
         Err(e) => {
             eprintln!("kms-enclave: {e}");

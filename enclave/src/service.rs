@@ -35,6 +35,8 @@ pub struct Service {
     pub nsm: Arc<dyn Nsm>,
     /// What this enclave's attestation documents bind: its TLS identity.
     pub binding: TlsBinding,
+    /// Bounds RSA key generation (per vCPU, per principal).
+    pub keygen: crate::crypto::keygen::KeygenGate,
 }
 
 /// The TLS identity an attestation document of this enclave vouches for.

@@ -7,6 +7,7 @@
 //! the fuzzer made is served as authenticated (only GetAttestationDocument answers 200 without a signature, and the
 //! fuzzer holds no secret).
 #![no_main]
+use kms_enclave::net::limits::{Gate, Limits};
 use kms_enclave::net::server::serve_http;
 use kms_fuzz::{World, runtime};
 use libfuzzer_sys::fuzz_target;
@@ -49,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
     runtime().block_on(async {
         let (svc, _) = w.fresh().await;
         let (server, mut client) = tokio::io::duplex(1 << 16);
-        let served = tokio::spawn(serve_http(server, svc, "fuzz".into()));
+        let gate = std::sync::Arc::new(Gate::new(Limits::default()));
+        let served = tokio::spawn(serve_http(server, svc, gate, "fuzz".into()));
         let (mut rd, mut wr) = tokio::io::split(&mut client);
         let write = async {
             let _ = wr.write_all(data).await;

@@ -3,7 +3,8 @@
 //! them (host/src/open_recipient.rs: BER CMS, HPKE). First byte: which format and what to do; rest: the bytes.
 //! Invariants: the opener never panics and never opens bytes the enclave did not seal (the fuzzer can do neither
 //! RSA-OAEP nor ECDH); what the enclave seals opens to exactly the plaintext; an HPKE output with a flipped byte, or
-//! opened for another document, fails; sealing to a public key taken from the input never panics.
+//! opened for another document or another AAD (KeyId and CiphertextBlob), fails; sealing to a public key taken from
+//! the input never panics.
 #![no_main]
 use aws_lc_rs::agreement::{ECDH_P384, PrivateKey};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
@@ -40,26 +41,29 @@ fuzz_target!(|data: &[u8]| {
     let doc_hash = [mode; 48];
     match mode % 4 {
         0 => assert!(open_cms(rsa, input).is_err(), "CMS the enclave never sealed opened"),
-        1 => assert!(open_hpke(p384, &doc_hash, input).is_err(), "HPKE the enclave never sealed opened"),
+        1 => assert!(open_hpke(p384, &doc_hash, b"aad", input).is_err(), "HPKE the enclave never sealed opened"),
         2 => {
             let plaintext = input;
-            let cms = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &k.rsa_spki, &doc_hash, plaintext).unwrap();
+            let aad = &plaintext[..plaintext.len() / 2];
+            let cms = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &k.rsa_spki, &doc_hash, aad, plaintext).unwrap();
             assert_eq!(&open_cms(rsa, &cms).unwrap()[..], plaintext);
-            let hpke = seal(KeyEncryptionAlgorithm::Hpke, &k.p384_spki, &doc_hash, plaintext).unwrap();
-            assert_eq!(&open_hpke(p384, &doc_hash, &hpke).unwrap()[..], plaintext);
-            assert!(open_hpke(p384, &[mode ^ 1; 48], &hpke).is_err(), "opened for another document");
+            let hpke = seal(KeyEncryptionAlgorithm::Hpke, &k.p384_spki, &doc_hash, aad, plaintext).unwrap();
+            assert_eq!(&open_hpke(p384, &doc_hash, aad, &hpke).unwrap()[..], plaintext);
+            assert!(open_hpke(p384, &[mode ^ 1; 48], aad, &hpke).is_err(), "opened for another document");
+            let other_aad = [aad, b"x"].concat();
+            assert!(open_hpke(p384, &doc_hash, &other_aad, &hpke).is_err(), "opened with another AAD");
             let mut flipped = hpke.clone();
             let at = plaintext.len() * 31 % flipped.len();
             flipped[at] ^= 0x01;
-            assert!(open_hpke(p384, &doc_hash, &flipped).is_err(), "a flipped byte {at} opened");
+            assert!(open_hpke(p384, &doc_hash, aad, &flipped).is_err(), "a flipped byte {at} opened");
             let mut cut = cms.clone();
             cut.truncate(cms.len() - 1 - plaintext.len() % 16);
             let _ = open_cms(rsa, &cut);
         }
         _ => {
             // A Recipient document's public key is the caller's choice: sealing to any bytes fails cleanly or works.
-            let _ = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, input, &doc_hash, b"data key");
-            let _ = seal(KeyEncryptionAlgorithm::Hpke, input, &doc_hash, b"data key");
+            let _ = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, input, &doc_hash, b"aad", b"data key");
+            let _ = seal(KeyEncryptionAlgorithm::Hpke, input, &doc_hash, b"aad", b"data key");
         }
     }
 });

@@ -27,10 +27,16 @@ pub fn open_cms(key: &OpenerKey, input: &[u8]) -> Result<zeroize::Zeroizing<Vec<
     }
 }
 
-/// The host's opener: the HPKE extension (P-384 keys only), bound to the document whose SHA-384 is given.
-pub fn open_hpke(key: &OpenerKey, document_sha384: &[u8], input: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+/// The host's opener: the HPKE extension (P-384 keys only), bound to the document whose SHA-384 is given and to
+/// `aad` (the KeyId and CiphertextBlob of the request).
+pub fn open_hpke(
+    key: &OpenerKey,
+    document_sha384: &[u8],
+    aad: &[u8],
+    input: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     match &key.0 {
-        open_recipient::WorkloadKey::P384(k) => open_recipient::open_hpke(k, document_sha384, input),
+        open_recipient::WorkloadKey::P384(k) => open_recipient::open_hpke(k, document_sha384, aad, input),
         open_recipient::WorkloadKey::Rsa(_) => Err("not a P-384 key".into()),
     }
 }
@@ -112,6 +118,7 @@ fn service_over(host: &FakeHost, nsm: Arc<dyn Nsm>, anchor: TrustAnchor) -> Serv
         records,
         scope: scope(),
         clock,
+        keygen: kms_enclave::crypto::keygen::KeygenGate::new(2, 2),
     }
 }
 

@@ -141,6 +141,14 @@ enum SimCommand {
         /// The attestation document sent as Recipient (required for HPKE: the ciphertext is bound to it).
         #[arg(long)]
         document: Option<PathBuf>,
+        /// HPKE: the answer's KeyId (the key ARN the response names; omit for GenerateRandom). The ciphertext is
+        /// bound to it.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// HPKE: a file with the answer's CiphertextBlob (GenerateDataKey) or PrivateKeyCiphertextBlob
+        /// (GenerateDataKeyPair), raw bytes or base64; omit where the response has none. The ciphertext is bound to it.
+        #[arg(long)]
+        ciphertext_blob: Option<PathBuf>,
         /// Output file for the plaintext (mode 0600).
         #[arg(long)]
         out: PathBuf,
@@ -418,8 +426,10 @@ fn sim_command(c: SimCommand) -> Result<(), String> {
                 out,
             })
         }
-        SimCommand::OpenRecipient { private_key, input, document, out } => {
-            open_recipient::open_recipient(&private_key, &input, document.as_deref(), &out)
+        SimCommand::OpenRecipient { private_key, input, document, key_id, ciphertext_blob, out } => {
+            let answer =
+                open_recipient::Answer { key_id: key_id.as_deref(), ciphertext_blob: ciphertext_blob.as_deref() };
+            open_recipient::open_recipient(&private_key, &input, document.as_deref(), &answer, &out)
         }
     }
 }

@@ -3,7 +3,10 @@
 //! - RSA private key: the input is CMS `EnvelopedData` (BER as AWS KMS sends it, or DER as enclave-kms does; raw
 //!   bytes or base64): RSA-OAEP-SHA256 unwraps the content key, AES-256-CBC decrypts the content.
 //! - P-384 private key: the input is our HPKE extension (`enc` || ciphertext || tag), opened with
-//!   `info` = "enclave-kms recipient v1" || SHA-384(attestation document), so `--document` is required.
+//!   `info` = "enclave-kms recipient v1" || SHA-384(attestation document), so `--document` is required, and
+//!   `aad` = "enclave-kms recipient aad v1" || u32 length of the KeyId || KeyId || SHA-256(CiphertextBlob), from
+//!   `--key-id` and `--ciphertext-blob` (the answer's; both empty for GenerateRandom, the blob empty for Decrypt and
+//!   DeriveSharedSecret), so an answer moved to another key or another ciphertext does not open.
 //!
 //! Runs on the workload's side, never on the relay path; the host crate does not depend on the enclave crate, so the
 //! formats are decoded here independently of the code that produces them. The RFC 9180 receiver is written out over
@@ -39,6 +42,8 @@ const ID_AES256_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1
 
 /// The HPKE `info` prefix of enclave-kms's Recipient extension.
 const HPKE_INFO_PREFIX: &[u8] = b"enclave-kms recipient v1";
+/// The HPKE AAD prefix of enclave-kms's Recipient extension.
+const HPKE_AAD_PREFIX: &[u8] = b"enclave-kms recipient aad v1";
 /// Length of HPKE's `enc` for DHKEM(P-384): an uncompressed point.
 const HPKE_ENC_LEN: usize = 97;
 
@@ -207,11 +212,19 @@ fn labeled_expand(
 
 /// Opens enclave-kms's HPKE Recipient format with `key`, bound to the document whose SHA-384 is `document_sha384`:
 /// RFC 9180 base mode, DHKEM(P-384, HKDF-SHA384) 0x0011, HKDF-SHA384 0x0002, AES-256-GCM 0x0002, one message.
-pub(crate) fn open_hpke(key: &PrivateKey, document_sha384: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(crate) fn open_hpke(
+    key: &PrivateKey,
+    document_sha384: &[u8],
+    aad: &[u8],
+    input: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, String> {
     const KEM_SUITE: &[u8] = b"KEM\x00\x11";
     const SUITE: &[u8] = b"HPKE\x00\x11\x00\x02\x00\x02";
-    let fail =
-        || "cannot open the HPKE ciphertext: wrong private key or document, or the input was tampered with".to_owned();
+    let fail = || {
+        "cannot open the HPKE ciphertext: wrong private key, document, --key-id or --ciphertext-blob, or the input \
+             was tampered with"
+            .to_owned()
+    };
     let (enc, ciphertext) =
         input.split_at_checked(HPKE_ENC_LEN).ok_or_else(|| "--in: too short for the HPKE format".to_owned())?;
     if enc.first() != Some(&0x04) {
@@ -240,13 +253,34 @@ pub(crate) fn open_hpke(key: &PrivateKey, document_sha384: &[u8], input: &[u8]) 
     let nonce = Nonce::try_assume_unique_for_key(&base_nonce).map_err(|_| fail())?;
     let aead = UnboundKey::new(&AES_256_GCM, &aead_key).map(LessSafeKey::new).map_err(|_| fail())?;
     let mut buf = Zeroizing::new(ciphertext.to_vec());
-    let n = aead.open_in_place(nonce, Aad::empty(), &mut buf).map_err(|_| fail())?.len();
+    let n = aead.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| fail())?.len();
     buf.truncate(n);
     Ok(buf)
 }
 
+/// The HPKE AAD that binds an answer to its KeyId and CiphertextBlob (the enclave's `Binding::aad`).
+fn hpke_aad(key_id: &str, ciphertext_blob: &[u8]) -> Vec<u8> {
+    let blob_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ciphertext_blob);
+    let len = u32::try_from(key_id.len()).unwrap_or(u32::MAX).to_be_bytes();
+    [HPKE_AAD_PREFIX, &len, key_id.as_bytes(), blob_hash.as_ref()].concat()
+}
+
+/// What the answer was: its KeyId and the file holding its CiphertextBlob (raw bytes or base64).
+pub struct Answer<'a> {
+    /// The response's KeyId (a key ARN); `None` for GenerateRandom.
+    pub key_id: Option<&'a str>,
+    /// The response's CiphertextBlob / PrivateKeyCiphertextBlob; `None` where it has none.
+    pub ciphertext_blob: Option<&'a Path>,
+}
+
 /// `kms-host sim open-recipient`: decrypts `input` with `private_key` into `out` (mode 0600).
-pub fn open_recipient(private_key: &Path, input: &Path, document: Option<&Path>, out: &Path) -> Result<(), String> {
+pub fn open_recipient(
+    private_key: &Path,
+    input: &Path,
+    document: Option<&Path>,
+    answer: &Answer<'_>,
+    out: &Path,
+) -> Result<(), String> {
     let key = parse_private_key(&read_bounded(private_key)?)?;
     let raw = read_bounded(input)?;
     let plaintext = match &key {
@@ -255,7 +289,12 @@ pub fn open_recipient(private_key: &Path, input: &Path, document: Option<&Path>,
             let doc = document.ok_or_else(|| "--document is required to open HPKE with a P-384 key".to_owned())?;
             let doc = read_bounded(doc)?;
             let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, &doc);
-            open_hpke(k, hash.as_ref(), &decode_input(&raw, false))?
+            let blob = match answer.ciphertext_blob {
+                Some(p) => decode_input(&read_bounded(p)?, false),
+                None => Vec::new(),
+            };
+            let aad = hpke_aad(answer.key_id.unwrap_or_default(), &blob);
+            open_hpke(k, hash.as_ref(), &aad, &decode_input(&raw, false))?
         }
     };
     write_atomic(out, &plaintext, 0o600)

@@ -150,14 +150,22 @@ fn write_operator_files(plan: &Plan, ann: &Announcement, endpoint: SocketAddr) -
         ),
         None => {}
     }
-    let env = format!(
-        "export AWS_ENDPOINT_URL_KMS={}\nexport AWS_CA_BUNDLE={}\nexport AWS_SHARED_CREDENTIALS_FILE={}\nexport AWS_DEFAULT_REGION={}\n",
-        shell_quote(&format!("https://{endpoint}")),
-        shell_quote(&dir.join(CA_FILE).to_string_lossy()),
-        shell_quote(&creds.to_string_lossy()),
-        shell_quote(&plan.region),
-    );
+    let env = env_file_text(endpoint, &dir.join(CA_FILE), &creds, &plan.region);
     write_atomic(&dir.join(ENV_FILE), env.as_bytes(), 0o644)
+}
+
+/// The `env` file: every variable a mainstream AWS client needs to reach this service (docs/clients.md).
+/// `AWS_REGION` beside `AWS_DEFAULT_REGION` for the JavaScript SDK v3, which reads only the former;
+/// `NODE_EXTRA_CA_CERTS` because Node ignores `AWS_CA_BUNDLE`.
+fn env_file_text(endpoint: SocketAddr, ca: &Path, creds: &Path, region: &str) -> String {
+    let ca = shell_quote(&ca.to_string_lossy());
+    let region = shell_quote(region);
+    format!(
+        "export AWS_ENDPOINT_URL_KMS={}\nexport AWS_CA_BUNDLE={ca}\nexport NODE_EXTRA_CA_CERTS={ca}\n\
+         export AWS_SHARED_CREDENTIALS_FILE={}\nexport AWS_DEFAULT_REGION={region}\nexport AWS_REGION={region}\n",
+        shell_quote(&format!("https://{endpoint}")),
+        shell_quote(&creds.to_string_lossy()),
+    )
 }
 
 /// Runs the service until a signal or the enclave's exit. `Ok` means a clean, requested shutdown.
@@ -199,6 +207,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
 
     let relay = tokio::spawn(relay::run(plan.listener, plan.enclave.clone()));
     println!("ready: https://{endpoint}");
+    println!("env: source {}", shell_quote(&plan.data_dir.join(ENV_FILE).to_string_lossy()));
     let outcome = tokio::select! {
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
@@ -221,5 +230,30 @@ async fn stop_child(child: &mut Option<Child>) {
     if tokio::time::timeout(STOP_TIMEOUT, c.wait()).await.is_err() {
         tracing::warn!("the enclave did not stop in time; killing it");
         let _ = c.kill().await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_serves_every_mainstream_client() {
+        let text = env_file_text(
+            SocketAddr::from(([127, 0, 0, 1], 9443)),
+            Path::new("/d d/ca.pem"),
+            Path::new("/d d/credentials"),
+            "eu-west-1",
+        );
+        assert_eq!(
+            text,
+            "export AWS_ENDPOINT_URL_KMS=https://127.0.0.1:9443\n\
+             export AWS_CA_BUNDLE='/d d/ca.pem'\n\
+             export NODE_EXTRA_CA_CERTS='/d d/ca.pem'\n\
+             export AWS_SHARED_CREDENTIALS_FILE='/d d/credentials'\n\
+             export AWS_DEFAULT_REGION=eu-west-1\n\
+             export AWS_REGION=eu-west-1\n"
+        );
     }
 }

@@ -90,9 +90,14 @@ fn opens_openssl_cms_for_a_sim_rsa_key() {
     ok(open(&key, &b64, None, &tmp.path().join("b64.out")));
     assert_eq!(std::fs::read(tmp.path().join("b64.out")).unwrap(), msg);
 
-    // Tampered content (last byte of the AES-CBC ciphertext), another key, garbage.
+    // Tampered content, another key, garbage. CBC has no integrity, so the tamper must be one that padding always
+    // catches (flipping a byte of the last block would leave valid padding about once in 256 runs): the message is a
+    // whole number of blocks, so the last block is all padding, 16 bytes of 0x10; the DER ends with the ciphertext,
+    // and flipping the low bit of the previous block's last byte turns the last padding byte into 0x11, never valid.
+    assert_eq!(msg.len() % 16, 0);
     let mut bad = der.clone();
-    *bad.last_mut().unwrap() ^= 1;
+    let at = bad.len() - 17;
+    bad[at] ^= 1;
     let bad_file = tmp.path().join("bad.cms");
     std::fs::write(&bad_file, &bad).unwrap();
     failure(open(&key, &bad_file, None, &tmp.path().join("x")), "tampered");
@@ -119,21 +124,60 @@ fn opens_hpke_for_a_sim_p384_key() {
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, b"an attestation document's bytes");
     let info = [&b"enclave-kms recipient v1"[..], hash.as_ref()].concat();
     let msg = b"a data key, say".to_vec();
+    // Bound to the answer (issue 12 item 12): "enclave-kms recipient aad v1" || u32 len || KeyId || SHA-256(blob).
+    let arn = "arn:aws:kms:us-east-1:000000000000:key/11111111-2222-4333-8444-555555555555";
+    let blob = b"the data key's CiphertextBlob";
+    let blob_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, blob);
+    let aad =
+        [&b"enclave-kms recipient aad v1"[..], &(arn.len() as u32).to_be_bytes(), arn.as_bytes(), blob_hash.as_ref()]
+            .concat();
     let (enc, ct) =
-        hpke::single_shot_seal::<AesGcm256, HkdfSha384, DhP384HkdfSha384>(&OpModeS::Base, &pk, &info, &msg, b"")
+        hpke::single_shot_seal::<AesGcm256, HkdfSha384, DhP384HkdfSha384>(&OpModeS::Base, &pk, &info, &msg, &aad)
             .unwrap();
+    let blob_file = tmp.path().join("blob");
+    std::fs::write(&blob_file, blob).unwrap();
+    let other_blob = tmp.path().join("other-blob");
+    std::fs::write(&other_blob, b"another CiphertextBlob").unwrap();
     let sealed = tmp.path().join("sealed");
     std::fs::write(&sealed, [enc.to_bytes().as_slice(), &ct].concat()).unwrap();
 
     let key = d.join("private.pem");
     let out = tmp.path().join("out");
-    ok(open(&key, &sealed, Some(&document), &out));
+    let bound = |doc: Option<&Path>, key_id: &str, blob: &Path, out: &Path| {
+        kms_host(
+            &[
+                "sim",
+                "open-recipient",
+                "--private-key",
+                s(&key),
+                "--in",
+                s(&sealed),
+                "--key-id",
+                key_id,
+                "--ciphertext-blob",
+                s(blob),
+                "--out",
+                s(out),
+            ]
+            .into_iter()
+            .chain(doc.map(|d| ["--document", s(d)]).into_iter().flatten())
+            .collect::<Vec<_>>(),
+        )
+    };
+    ok(bound(Some(&document), arn, &blob_file, &out));
     assert_eq!(std::fs::read(&out).unwrap(), msg);
+    // Re-bound to another ciphertext, another key, or to nothing: it does not open.
+    failure(bound(Some(&document), arn, &other_blob, &tmp.path().join("x")), "--ciphertext-blob");
+    failure(
+        bound(Some(&document), "arn:aws:kms:us-east-1:000000000000:key/x", &blob_file, &tmp.path().join("x")),
+        "--key-id",
+    );
+    failure(open(&key, &sealed, Some(&document), &tmp.path().join("x")), "--key-id");
 
     failure(open(&key, &sealed, None, &tmp.path().join("x")), "--document is required");
     let other_doc = tmp.path().join("other.cbor");
     std::fs::write(&other_doc, b"another document").unwrap();
-    failure(open(&key, &sealed, Some(&other_doc), &tmp.path().join("x")), "wrong private key or document");
+    failure(open(&key, &sealed, Some(&other_doc), &tmp.path().join("x")), "wrong private key");
     let short = tmp.path().join("short");
     std::fs::write(&short, [4u8; 50]).unwrap();
     failure(open(&key, &short, Some(&document), &tmp.path().join("x")), "too short");

@@ -186,7 +186,10 @@ def test_default_policy_admits_the_account_only(kms, people):
     denied(eve.create_key)
     denied(eve.list_keys)
     denied(eve.list_aliases)
-    assert len(eve.generate_random(NumberOfBytes=8)["Plaintext"]) == 8
+    # Issue 12 item 10: GenerateRandom and the recipient nonces too (both answered other accounts before).
+    assert "kms:GenerateRandom" in denied(eve.generate_random, NumberOfBytes=8)
+    assert_error(people["eve"].raw.call("EnclaveKms.GetRecipientNonce", {}), "AccessDeniedException")
+    assert len(people["alice"].kms.generate_random(NumberOfBytes=8)["Plaintext"]) == 8
 
 
 def test_explicit_allow_for_another_account(kms, people, account):

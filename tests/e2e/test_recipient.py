@@ -106,12 +106,20 @@ def cms_open(tmp_path: Path, keys: Path, blob: bytes) -> bytes:
                    "-binary")
 
 
-def hpke_open(tmp_path: Path, host_bin, keys: Path, blob: bytes, document: bytes) -> bytes:
-    ct, docf, out = (tmp_path / f"{unique(n)}" for n in ("hpke", "doc", "pt"))
+def hpke_open(tmp_path: Path, host_bin, keys: Path, blob: bytes, document: bytes, key_id: str | None = None,
+              ciphertext_blob: bytes | None = None) -> bytes:
+    """Opens an HPKE answer; `key_id` and `ciphertext_blob` are the answer's KeyId and CiphertextBlob it is bound to."""
+    ct, docf, out, cb = (tmp_path / f"{unique(n)}" for n in ("hpke", "doc", "pt", "blob"))
     ct.write_bytes(blob)
     docf.write_bytes(document)
+    extra = []
+    if key_id is not None:
+        extra += ["--key-id", key_id]
+    if ciphertext_blob is not None:
+        cb.write_bytes(ciphertext_blob)
+        extra += ["--ciphertext-blob", cb]
     host_ok(host_bin, "sim", "open-recipient", "--private-key", keys / "private.pem", "--in", ct,
-            "--document", docf, "--out", out)
+            "--document", docf, *extra, "--out", out)
     return out.read_bytes()
 
 
@@ -160,7 +168,8 @@ def test_generate_random_for_a_recipient(tmp_path, workload, doc, rsa_keys):
 def test_hpke_extension(tmp_path, host_bin, workload, gated_key, doc, p384_keys):
     document = doc(keys=p384_keys)
     out = workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_128", Recipient=recipient(document, HPKE))
-    key = hpke_open(tmp_path, host_bin, p384_keys, out["CiphertextForRecipient"], document)
+    key = hpke_open(tmp_path, host_bin, p384_keys, out["CiphertextForRecipient"], document, out["KeyId"],
+                    out["CiphertextBlob"])
     assert len(key) == 16
     # Bound to the document: opening with another document's hash fails.
     other = doc(keys=p384_keys)
@@ -315,6 +324,50 @@ def test_server_nonce(admin, account, workload, pcrs, doc):
     forged[-1] ^= 1
     denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256",
            Recipient=recipient(doc("--nonce", bytes(forged).hex())))
+
+
+def test_a_refused_caller_cannot_spend_a_nonce(gate_server, admin, account, workload, pcrs, doc):
+    """Issue 12 item 10: the nonce is redeemed only after the key policy admitted the request. Before, anyone holding
+    the workload's document (it is not secret) could burn its nonce with a request the policy refuses."""
+    statements = gate_statements(account, workload, pcrs)
+    statements[2]["Condition"]["Bool"] = {"enclavekms:RecipientServerNonce": "true"}
+    key = admin.create_key(Policy=policy(*statements))["KeyMetadata"]["KeyId"]
+    intruder = make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:user/{unique('intruder')}")
+    nonce = base64.b64decode(call_ok(workload.raw, "EnclaveKms.GetRecipientNonce", {})["Nonce"])
+    document = doc("--nonce", nonce.hex())
+    for _ in range(3):
+        denied(intruder.kms.generate_data_key, KeyId=key, KeySpec="AES_256", Recipient=recipient(document))
+    # The nonce is still good for the workload, once.
+    workload.kms.generate_data_key(KeyId=key, KeySpec="AES_256", Recipient=recipient(document))
+    assert "already been used" in denied(workload.kms.generate_data_key, KeyId=key, KeySpec="AES_256",
+                                         Recipient=recipient(document))
+
+
+def test_hpke_answer_is_bound_to_its_key_and_ciphertext(tmp_path, host_bin, workload, gated_key, doc, p384_keys):
+    """Issue 12 item 12: an HPKE answer opens only with the KeyId and CiphertextBlob it came with, so a relay or a
+    store cannot pair a recipient ciphertext with another data key's CiphertextBlob."""
+    document = doc(keys=p384_keys)
+    a = workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document, HPKE))
+    b = workload.kms.generate_data_key(KeyId=gated_key, KeySpec="AES_256", Recipient=recipient(document, HPKE))
+    assert len(hpke_open(tmp_path, host_bin, p384_keys, a["CiphertextForRecipient"], document, a["KeyId"],
+                         a["CiphertextBlob"])) == 32
+    ct, docf, blob, pt = (tmp_path / unique(n) for n in ("c", "d", "b", "p"))
+    ct.write_bytes(a["CiphertextForRecipient"])
+    docf.write_bytes(document)
+    base = ["sim", "open-recipient", "--private-key", p384_keys / "private.pem", "--in", ct, "--document", docf]
+    for key_id, other in [(a["KeyId"], b["CiphertextBlob"]), (a["KeyId"].replace(gated_key, "0" * 8), a["CiphertextBlob"]),
+                          (None, None)]:
+        args = list(base)
+        if key_id is not None:
+            args += ["--key-id", key_id]
+        if other is not None:
+            blob.write_bytes(other)
+            args += ["--ciphertext-blob", blob]
+        proc = host(host_bin, *args, "--out", pt)
+        assert proc.returncode == 1 and not pt.exists(), describe(proc)
+    # GenerateRandom has neither: it opens without them.
+    r = workload.kms.generate_random(NumberOfBytes=24, Recipient=recipient(document, HPKE))
+    assert len(hpke_open(tmp_path, host_bin, p384_keys, r["CiphertextForRecipient"], document)) == 24
 
 
 def test_attestation_allow_never_matches_without_a_document(admin, account, workload, pcrs, doc):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kmstest import KmsServer, unique
+from test_net_hardening import read_responses, tls_socket
 
 CREDENTIALS_FILE = "credentials"  # legitimately holds the admin secret
 
@@ -99,6 +100,12 @@ def exercised(tmp_path_factory, host_bin):
             result.secrets.append((f"encrypted plaintext #{i}", plaintext))
         for i in range(10):
             result.secrets.append((f"random #{i}", kms.generate_random(NumberOfBytes=32)["Plaintext"]))
+        # A head refused by the framing guard (logged with its reason) must not carry its header values to the log.
+        planted = os.urandom(32)
+        with tls_socket(srv) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nX-Leak: " + planted.hex().encode() + b"\0\r\n\r\n")
+            assert read_responses(sock)[0][0] == 400
+        result.secrets.append(("header value of a refused head", planted))
 
         result.access_key, result.secret_key = srv.credentials()
         result.files_running = read_tree(srv.data_dir)
@@ -114,7 +121,8 @@ def test_store_exists_and_is_scanned(exercised):
     for files in (exercised.files_running, exercised.files_stopped):
         assert files.get("kms.sqlite3"), f"kms.sqlite3 missing or empty; scanned {sorted(files)}"
         assert CREDENTIALS_FILE not in files
-    assert len(exercised.secrets) == 100
+        assert files.get("env"), f"the env file is not scanned; scanned {sorted(files)}"
+    assert len(exercised.secrets) == 101
 
 
 def test_no_key_material_in_data_dir_while_running(exercised):

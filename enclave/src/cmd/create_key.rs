@@ -232,6 +232,9 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         rotations: Vec::new(),
         imported: None,
     };
+    // RSA generation is bounded per vCPU and per principal (ThrottlingException past the principal's limit).
+    let _ticket =
+        if meta.key_spec.name().starts_with("RSA_") { Some(svc.keygen.ticket(caller.arn()).await?) } else { None };
     let key = svc.keys.create(meta).await?;
     tracing::info!(key_id = %key.meta.key_id, "key created");
     respond(Response { key_metadata: metadata(svc, &key) })

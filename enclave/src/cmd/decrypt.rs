@@ -77,7 +77,10 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
         return Err(Error::DryRunOperation);
     }
     let plaintext = open(&key, header, &blob, &req.encryption_context)?;
-    let sealed = recipient.as_ref().map(|r| r.seal(&plaintext)).transpose()?;
+    let sealed = recipient
+        .as_ref()
+        .map(|r| r.seal(svc, super::recipient::Binding { key_id: &key.arn, ciphertext_blob: b"" }, &plaintext))
+        .transpose()?;
     respond(Response {
         key_id: &key.arn,
         plaintext: if sealed.is_some() { None } else { Some(&plaintext) },
@@ -121,7 +124,10 @@ async fn decrypt_asymmetric(
         return Err(Error::DryRunOperation);
     }
     let plaintext = pair.decrypt(alg, blob).map_err(|_| Error::InvalidCiphertext)?;
-    let sealed = recipient.as_ref().map(|r| r.seal(&plaintext)).transpose()?;
+    let sealed = recipient
+        .as_ref()
+        .map(|r| r.seal(svc, super::recipient::Binding { key_id: &key.arn, ciphertext_blob: b"" }, &plaintext))
+        .transpose()?;
     respond(Response {
         key_id: &key.arn,
         plaintext: if sealed.is_some() { None } else { Some(&plaintext) },

@@ -66,7 +66,10 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         )),
         other => Error::Internal(format!("key agreement: {other}")),
     })?;
-    let sealed = recipient.as_ref().map(|r| r.seal(&secret)).transpose()?;
+    let sealed = recipient
+        .as_ref()
+        .map(|r| r.seal(svc, super::recipient::Binding { key_id: &key.arn, ciphertext_blob: b"" }, &secret))
+        .transpose()?;
     respond(Response {
         key_id: &key.arn,
         shared_secret: if sealed.is_some() { None } else { Some(&secret) },

@@ -72,7 +72,10 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     let mut data_key = Zeroizing::new(vec![0u8; len]);
     getrandom::fill(&mut data_key).map_err(|_| Error::Internal("random source failed".into()))?;
     let blob = super::encrypt::seal(&key, &req.encryption_context, &data_key)?;
-    let sealed = recipient.as_ref().map(|r| r.seal(&data_key)).transpose()?;
+    let sealed = recipient
+        .as_ref()
+        .map(|r| r.seal(svc, super::recipient::Binding { key_id: &key.arn, ciphertext_blob: &blob }, &data_key))
+        .transpose()?;
     respond(Response {
         ciphertext_blob: &blob,
         plaintext: (with_plaintext && sealed.is_none()).then_some(&data_key[..]),

@@ -74,12 +74,18 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
+    let _ticket = if spec.name().starts_with("RSA_") { Some(svc.keygen.ticket(caller.arn()).await?) } else { None };
     let pair = tokio::task::spawn_blocking(move || asym::generate_pair(spec))
         .await
         .map_err(|_| Error::Internal("key pair generation task failed".into()))?
         .map_err(|e| Error::Internal(format!("key pair generation: {e}")))?;
     let blob = super::encrypt::seal(&key, &req.encryption_context, &pair.private_pkcs8)?;
-    let sealed = recipient.as_ref().map(|r| r.seal(&pair.private_pkcs8)).transpose()?;
+    let sealed = recipient
+        .as_ref()
+        .map(|r| {
+            r.seal(svc, super::recipient::Binding { key_id: &key.arn, ciphertext_blob: &blob }, &pair.private_pkcs8)
+        })
+        .transpose()?;
     respond(Response {
         private_key_ciphertext_blob: &blob,
         private_key_plaintext: (with_plaintext && sealed.is_none()).then_some(&pair.private_pkcs8[..]),

@@ -25,6 +25,8 @@ struct Response<'a> {
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
+    // No key is involved: AWS governs GenerateRandom by identity policy, here by account (as ListKeys).
+    crate::access::authz::authorize_account(svc, caller, "kms:GenerateRandom")?;
     let n = required(req.number_of_bytes, "numberOfBytes")?;
     if !(1..=1024).contains(&n) {
         return Err(constraint(n, "numberOfBytes", "Member must have value between 1 and 1024"));
@@ -35,7 +37,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     let recipient = super::recipient::verify(svc, caller, req.recipient)?;
     let mut bytes = Zeroizing::new(vec![0u8; usize::try_from(n).unwrap_or(0)]);
     getrandom::fill(&mut bytes).map_err(|_| Error::Internal("random source failed".into()))?;
-    let sealed = recipient.as_ref().map(|r| r.seal(&bytes)).transpose()?;
+    let sealed = recipient.as_ref().map(|r| r.seal(svc, super::recipient::Binding::default(), &bytes)).transpose()?;
     respond(Response {
         plaintext: if sealed.is_some() { None } else { Some(&bytes) },
         ciphertext_for_recipient: sealed.as_deref(),

@@ -134,11 +134,14 @@ pub async fn parameters(svc: &Service, caller: &Caller, req: ParametersRequest) 
     })
     .await?;
     require_external(&key)?;
-    // RSA key generation takes a while (seconds for 4096 bits): keep it off the async workers.
+    // RSA key generation takes a while (seconds for 4096 bits): keep it off the async workers, bounded per vCPU and
+    // per principal.
+    let ticket = svc.keygen.ticket(caller.arn()).await?;
     let rsa = tokio::task::spawn_blocking(move || PrivateDecryptingKey::generate(size))
         .await
         .map_err(|_| Error::Internal("key generation task failed".into()))?
         .map_err(|_| Error::Internal("RSA key generation failed".into()))?;
+    drop(ticket);
     let public: PublicKeyX509Der<'_> =
         rsa.public_key().as_der().map_err(|_| Error::Internal("public key encoding".into()))?;
     let private: Pkcs8V1Der<'_> = rsa.as_der().map_err(|_| Error::Internal("private key encoding".into()))?;

@@ -5,10 +5,13 @@
 //!
 //! Beyond AWS: a document whose nonce is one this service issued (`EnclaveKms.GetRecipientNonce`) has it redeemed
 //! once, and the policy sees `enclavekms:RecipientServerNonce` = `true` (else `false`), so a key policy can require
-//! replay protection.
+//! replay protection. The nonce is only checked (ours, unexpired, unused) before the key policy is evaluated; it is
+//! redeemed when the answer is sealed, after authorization, so a caller the policy refuses cannot spend nonces or fill
+//! the book.
 
 use super::{Blob, required, respond};
 use crate::access::principals::Caller;
+pub use crate::crypto::recipient::Binding;
 use crate::crypto::recipient::nonce::{NonceBook, NonceError};
 use crate::crypto::recipient::{KeyEncryptionAlgorithm, RecipientError};
 use crate::error::Error;
@@ -38,6 +41,7 @@ pub struct Verified {
     alg: KeyEncryptionAlgorithm,
     doc: VerifiedAttestation,
     server_nonce: bool,
+    caller_arn: String,
 }
 
 impl Verified {
@@ -47,13 +51,27 @@ impl Verified {
         c.set(SERVER_NONCE_KEY, if self.server_nonce { "true" } else { "false" });
     }
 
-    /// Encrypts `plaintext` to the document's public key.
-    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Redeems the document's server nonce, if it has one, and encrypts `plaintext` to the document's public key,
+    /// bound (HPKE) to `binding`. Call it only once the request is authorized: redemption spends the nonce.
+    pub fn seal(&self, svc: &Service, binding: Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        if self.server_nonce {
+            let nonce = self.doc.nonce().unwrap_or_default();
+            svc.nonces.redeem(nonce, svc.clock.now_unix()).map_err(|e| nonce_error(&self.caller_arn, e))?;
+        }
         let spki = self.doc.public_key().ok_or_else(no_public_key)?;
-        crate::crypto::recipient::seal(self.alg, spki, self.doc.document_sha384(), plaintext).map_err(|e| match e {
+        let aad = binding.aad();
+        crate::crypto::recipient::seal(self.alg, spki, self.doc.document_sha384(), &aad, plaintext).map_err(|e| match e
+        {
             RecipientError::Internal => Error::Internal("sealing for the recipient failed".into()),
             other => Error::Validation(format!("Recipient: {other}")),
         })
+    }
+}
+
+fn nonce_error(caller_arn: &str, e: NonceError) -> Error {
+    match e {
+        NonceError::Busy => Error::LimitExceeded(format!("Recipient: {e}")),
+        other => Error::AccessDenied(format!("User: {caller_arn} is not authorized: {other}")),
     }
 }
 
@@ -94,17 +112,15 @@ pub fn verify(svc: &Service, caller: &Caller, info: Option<RecipientInfo>) -> Re
     if doc.public_key().is_none() {
         return Err(no_public_key());
     }
+    // Checked now (a forged, expired or spent nonce is refused before anything else), redeemed in `seal`.
     let server_nonce = match doc.nonce() {
         Some(n) if NonceBook::is_ours(n) => {
-            svc.nonces.redeem(n, svc.clock.now_unix()).map_err(|e| match e {
-                NonceError::Busy => Error::LimitExceeded(format!("Recipient: {e}")),
-                other => Error::AccessDenied(format!("User: {} is not authorized: {other}", caller.arn())),
-            })?;
+            svc.nonces.check(n, svc.clock.now_unix()).map_err(|e| nonce_error(caller.arn(), e))?;
             true
         }
         _ => false,
     };
-    Ok(Some(Verified { alg, doc, server_nonce }))
+    Ok(Some(Verified { alg, doc, server_nonce, caller_arn: caller.arn().to_owned() }))
 }
 
 #[derive(Serialize)]
@@ -116,9 +132,18 @@ struct NonceResponse<'a> {
 }
 
 /// `EnclaveKms.GetRecipientNonce`: a single-use nonce, valid for five minutes, for the caller's next attestation
-/// document.
-pub fn get_nonce(svc: &Service, _caller: &Caller) -> Result<Vec<u8>, Error> {
+/// document. Principals of the service's own account only (as GenerateRandom), at most
+/// [`MAX_OUTSTANDING_PER_PRINCIPAL`](crate::crypto::recipient::nonce::MAX_OUTSTANDING_PER_PRINCIPAL) unexpired ones
+/// per principal.
+pub fn get_nonce(svc: &Service, caller: &Caller) -> Result<Vec<u8>, Error> {
+    crate::access::authz::authorize_account(svc, caller, "enclavekms:GetRecipientNonce")?;
     let now = svc.clock.now_unix();
-    let nonce = svc.nonces.issue(now);
+    let nonce = svc.nonces.issue(caller.arn(), now).map_err(|e| match e {
+        NonceError::Busy => Error::LimitExceeded(format!(
+            "Too many unexpired recipient nonces for {}; use or let expire the ones issued",
+            caller.arn()
+        )),
+        other => Error::Internal(format!("nonce issue: {other}")),
+    })?;
     respond(NonceResponse { nonce: &nonce, expires_at: now + crate::crypto::recipient::nonce::NONCE_TTL_SECS })
 }

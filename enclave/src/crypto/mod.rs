@@ -3,5 +3,6 @@
 
 pub mod asym;
 pub mod blob;
+pub mod keygen;
 pub mod recipient;
 pub mod secret;

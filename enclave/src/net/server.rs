@@ -1,9 +1,14 @@
 //! The client-facing side: the preface from the host, TLS (rustls, terminated here), HTTP/1.1, SigV4, and the KMS
-//! JSON protocol. Everything the client sends is bounded: preface, handshake time, header time, body size.
+//! JSON protocol. Everything the client sends is bounded: preface, handshake time, head size and time (checked by
+//! [`framing`](crate::net::framing) before hyper parses it), body size and time, and body bytes in memory across all
+//! connections ([`Gate`]). The `Authorization` header, the request date, the scope and the access key are checked
+//! before any body byte is read.
 
 use crate::access::principals::Caller;
 use crate::cmd;
 use crate::error::Error;
+use crate::net::framing::{Guarded, Refused};
+use crate::net::limits::Gate;
 use crate::net::sigv4::{self, Expected};
 use crate::net::transport::Stream;
 use crate::service::Service;
@@ -18,7 +23,7 @@ use kms_shared::preface;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
 /// Largest request body accepted.
@@ -27,7 +32,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const MAX_SKEW_SECS: u64 = 300;
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper's own head timeout, a backstop behind the guard's (which is `Limits::request_deadline`).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to write a refusal that hyper does not write (framing errors, connections over the limit).
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An oversize body up to this size is read and discarded before the error is sent, so that a client that writes its
 /// whole body before reading gets the error rather than a reset connection. Larger ones are cut off at once.
 const MAX_DRAIN: u64 = 8 * 1024 * 1024;
@@ -44,7 +52,7 @@ async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
 }
 
 /// Serves one relayed client connection to its end.
-pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc: Arc<Service>) {
+pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc: Arc<Service>, gate: Arc<Gate>) {
     let peer = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut stream)).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return tracing::warn!(error = %e, "bad connection preface"),
@@ -55,32 +63,87 @@ pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc:
         Ok(Err(e)) => return tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
         Err(_) => return tracing::info!(peer = %peer, "TLS handshake timed out"),
     };
-    serve_http(tls, svc, peer).await;
+    serve_http(tls, svc, gate, peer).await;
 }
 
 /// Serves HTTP/1.1 on an established (decrypted) stream to its end: what [`connection`] runs after the TLS handshake,
 /// and what the `http` fuzz target drives over an in-memory stream.
-pub async fn serve_http<S>(io: S, svc: Arc<Service>, peer: String)
+pub async fn serve_http<S>(tls: S, svc: Arc<Service>, gate: Arc<Gate>, peer: String)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let guarded = Guarded::new(tls, gate.limits.request_deadline);
+    let clock = guarded.clock();
     let peer = Arc::new(peer);
+    let log_peer = peer.clone();
     let service = service_fn(move |req| {
-        let (svc, peer) = (svc.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(handle(&svc, req, &peer).await) }
+        let (svc, peer, gate) = (svc.clone(), peer.clone(), gate.clone());
+        let started = clock.started();
+        async move { Ok::<_, Infallible>(handle(&svc, &gate, req, &peer, started).await) }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(io), service)
+        // The guard ends the stream at a refused head; the answers to the requests before it must still be written.
+        .half_close(true)
+        .serve_connection(TokioIo::new(guarded), service)
+        .without_shutdown()
         .await;
-    if let Err(e) = served {
-        tracing::debug!(error = %e, "connection ended with an error");
+    match served {
+        Ok(parts) => {
+            let (mut tls, refused) = parts.io.into_inner().into_parts();
+            if let Some(Refused(message)) = refused {
+                tracing::info!(peer = %log_peer, reason = %message, "request refused before parsing");
+                let bytes = raw_error(&Error::Validation(message));
+                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, tls.write_all(&bytes)).await;
+            }
+            let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, tls.shutdown()).await;
+        }
+        Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
     }
 }
 
-async fn handle(svc: &Service, req: Request<Incoming>, peer: &str) -> Response<Full<Bytes>> {
+/// Answers a connection over the limit: TLS handshake, one error response, close. Holds no permit of the limit.
+pub async fn refuse_connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, error: Error) {
+    if !matches!(tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut stream)).await, Ok(Ok(_))) {
+        return;
+    }
+    let Ok(Ok(mut tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else { return };
+    let bytes = raw_error(&error);
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        tls.write_all(&bytes).await?;
+        tls.shutdown().await
+    })
+    .await;
+}
+
+/// A complete HTTP/1.1 error response in AWS's JSON shape, with `Connection: close`, for paths hyper does not serve.
+fn raw_error(error: &Error) -> Vec<u8> {
+    let code = error.code();
+    let body = serde_json::json!({"__type": code.name(), "message": error.public_message()}).to_string();
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut id = [0u8; 16];
+    let _ = getrandom::fill(&mut id);
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {CONTENT_TYPE}\r\nx-amzn-requestid: {}\r\nx-amzn-errortype: {}\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        crate::state::ids::format_uuid(&id),
+        code.name(),
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn handle(
+    svc: &Service,
+    gate: &Gate,
+    req: Request<Incoming>,
+    peer: &str,
+    head_started: tokio::time::Instant,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let target = req
         .headers()
@@ -91,12 +154,15 @@ async fn handle(svc: &Service, req: Request<Incoming>, peer: &str) -> Response<F
     let mut request_id = [0u8; 16];
     let _ = getrandom::fill(&mut request_id);
     let request_id = crate::state::ids::format_uuid(&request_id);
-    let outcome = process(svc, req, &target).await;
+    // After a chunked body the framing guard no longer checks heads, so no request may follow on this connection.
+    let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING);
+    let deadline = head_started + gate.limits.request_deadline;
+    let outcome = process(svc, gate, req, &target, deadline).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(body) => {
             tracing::debug!(%peer, %target, %request_id, ms, "ok");
-            reply(StatusCode::OK, body, None, &request_id, false)
+            reply(StatusCode::OK, body, None, &request_id, chunked)
         }
         Err((e, close)) => {
             let code = e.code();
@@ -107,37 +173,70 @@ async fn handle(svc: &Service, req: Request<Incoming>, peer: &str) -> Response<F
             }
             let body = serde_json::json!({"__type": code.name(), "message": e.public_message()});
             let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close)
+            reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close || chunked)
         }
     }
 }
 
-/// Authenticates and runs one request. The `bool` of an error says whether to close the connection.
-async fn process(svc: &Service, req: Request<Incoming>, target: &str) -> Result<Vec<u8>, (Error, bool)> {
+/// Authenticates and runs one request. The `bool` of an error says whether to close the connection (always when the
+/// body was left unread). Before the body: the `Authorization` header, the access key, the scope and the request date;
+/// then the body, within `deadline` and a reservation of the global body budget held until the answer is ready; then
+/// the signature over the whole request.
+async fn process(
+    svc: &Service,
+    gate: &Gate,
+    req: Request<Incoming>,
+    target: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, (Error, bool)> {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
     let (parts, mut body) = req.into_parts();
+    let close = |e: Error| (e, true);
+
+    let mut credential = None;
+    if target != cmd::ATTESTATION_TARGET {
+        let auth = sigv4::parse_authorization(&parts.headers).map_err(|e| close(Error::Auth(e)))?;
+        let cred =
+            svc.credentials.get(auth.access_key_id).await.map_err(close)?.ok_or((Error::UnrecognizedClient, true))?;
+        let expected = Expected { region: &svc.scope.region, service: "kms", max_skew_secs: MAX_SKEW_SECS };
+        sigv4::check_before_body(&auth, &parts.headers, &expected, crate::service::Clock::wall_unix())
+            .map_err(|e| close(Error::Auth(e)))?;
+        credential = Some(cred);
+    }
+
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         if declared.is_some_and(|n| n <= MAX_DRAIN) {
-            drain(&mut body).await;
+            drain(&mut body, deadline).await;
         }
-        return Err((too_large(), true));
+        return Err(close(too_large()));
     }
-    let body = match read_body(&mut body, declared).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return Err((too_large(), true)),
-        Err(BodyError::Read) => return Err((Error::Serialization("The request body could not be read".into()), true)),
+    // A chunked body may be up to MAX_BODY; a declared one is reserved at its declared size.
+    let reserve = declared.map_or(MAX_BODY, |n| usize::try_from(n).unwrap_or(MAX_BODY));
+    let Some(_permit) = gate.reserve(reserve, deadline).await else {
+        return Err(close(Error::Throttling("Rate exceeded: too many request bytes in flight; retry later".into())));
+    };
+    let body = match tokio::time::timeout_at(deadline, read_body(&mut body, declared, deadline)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => return Err(close(too_large())),
+        Ok(Err(BodyError::Read)) => {
+            return Err(close(Error::Serialization("The request body could not be read".into())));
+        }
+        Err(_) => {
+            return Err(close(Error::Validation(format!(
+                "The request was not received within {} ms",
+                gate.limits.request_deadline.as_millis()
+            ))));
+        }
     };
     let keep = |e: Error| (e, false);
 
     let mut caller = None;
-    if target != cmd::ATTESTATION_TARGET {
+    if let Some(cred) = credential {
         let auth = sigv4::parse_authorization(&parts.headers).map_err(|e| keep(Error::Auth(e)))?;
-        let cred =
-            svc.credentials.get(auth.access_key_id).await.map_err(keep)?.ok_or((Error::UnrecognizedClient, false))?;
         let expected = Expected { region: &svc.scope.region, service: "kms", max_skew_secs: MAX_SKEW_SECS };
         let signing_key = cred.signing_key(auth.date, &svc.scope.region, "kms");
         sigv4::verify_with_signing_key(
@@ -174,7 +273,11 @@ enum BodyError {
 
 /// Reads a body of at most [`MAX_BODY`] bytes. Past that, keeps reading and discarding up to [`MAX_DRAIN`] (see
 /// there) and fails with `TooLarge`.
-async fn read_body(body: &mut Incoming, declared: Option<u64>) -> Result<Vec<u8>, BodyError> {
+async fn read_body(
+    body: &mut Incoming,
+    declared: Option<u64>,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, BodyError> {
     // Trust the declared length only for a small preallocation: a client may declare much and send little.
     let hint = declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)).min(64 * 1024);
     let mut out = Vec::with_capacity(hint);
@@ -182,7 +285,7 @@ async fn read_body(body: &mut Incoming, declared: Option<u64>) -> Result<Vec<u8>
         let frame = frame.map_err(|_| BodyError::Read)?;
         if let Some(data) = frame.data_ref() {
             if out.len() + data.len() > MAX_BODY {
-                drain(body).await;
+                drain(body, deadline).await;
                 return Err(BodyError::TooLarge);
             }
             out.extend_from_slice(data);
@@ -191,10 +294,11 @@ async fn read_body(body: &mut Incoming, declared: Option<u64>) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// Reads and discards what is left of a body, up to [`MAX_DRAIN`] bytes and [`DRAIN_TIMEOUT`].
-async fn drain(body: &mut Incoming) {
+/// Reads and discards what is left of a body, up to [`MAX_DRAIN`] bytes, [`DRAIN_TIMEOUT`] and the request deadline.
+async fn drain(body: &mut Incoming, deadline: tokio::time::Instant) {
     let mut seen: u64 = 0;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+    let until = deadline.min(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+    let _ = tokio::time::timeout_at(until, async {
         while let Some(Ok(frame)) = body.frame().await {
             seen += frame.data_ref().map_or(0, |d| d.len() as u64);
             if seen > MAX_DRAIN {

@@ -55,6 +55,10 @@ const X_AMZ_DATE: &str = "x-amz-date";
 const DATE: &str = "date";
 const HOST: &str = "host";
 const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
+/// Headers that must be among `SignedHeaders` whenever the request carries them: `x-amz-target` names the operation
+/// of the AWS JSON protocols and `content-type` its encoding, so an unsigned one would let anyone who sees a signed
+/// request replay it as another operation.
+pub const MUST_SIGN_IF_PRESENT: [&str; 2] = ["content-type", "x-amz-target"];
 
 const BAD_SIGNATURE_MESSAGE: &str = "The request signature we calculated does not match the \
 signature you provided. Check your AWS Secret Access Key and signing method. Consult the \
@@ -411,19 +415,7 @@ pub fn verify_with_signing_key(
     expected: &Expected<'_>,
     now_unix: u64,
 ) -> Result<(), AuthError> {
-    check_scope(auth, expected)?;
-
-    let timestamp = request_timestamp(auth, headers)?;
-    if timestamp.amz.get(..8) != Some(auth.date) {
-        return Err(AuthError::WrongScope(format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date \
-             from HTTP: '{}' != '{}', from '{}'.",
-            auth.date,
-            timestamp.amz.get(..8).unwrap_or_default(),
-            timestamp.amz
-        )));
-    }
-    check_skew(&timestamp, expected.max_skew_secs, now_unix)?;
+    let timestamp = precheck(auth, headers, expected, now_unix)?;
 
     let body_hash = hex::encode(Sha256::digest(body));
     let canonical = build_canonical_request(auth, method, uri, headers, &body_hash)?;
@@ -449,6 +441,45 @@ pub fn verify_with_signing_key(
     );
     let computed = hmac_sha256(&[signing_key], string_to_sign.as_bytes());
     if bool::from(computed.as_slice().ct_eq(auth.signature.as_slice())) { Ok(()) } else { Err(AuthError::BadSignature) }
+}
+
+/// Everything that can be checked before the body is read: the credential scope, the request time (and that the
+/// scope's date is its date), the clock skew, and that the headers which select or frame the operation
+/// ([`MUST_SIGN_IF_PRESENT`]) are signed. A server calls it before it reads a body, so that a request with a foreign
+/// scope, a stale date or unsigned routing headers costs no body bytes; [`verify`] runs it again.
+pub fn check_before_body(
+    auth: &Authorization<'_>,
+    headers: &HeaderMap,
+    expected: &Expected<'_>,
+    now_unix: u64,
+) -> Result<(), AuthError> {
+    precheck(auth, headers, expected, now_unix).map(|_| ())
+}
+
+fn precheck(
+    auth: &Authorization<'_>,
+    headers: &HeaderMap,
+    expected: &Expected<'_>,
+    now_unix: u64,
+) -> Result<Timestamp, AuthError> {
+    check_scope(auth, expected)?;
+    for name in MUST_SIGN_IF_PRESENT {
+        if headers.contains_key(name) && !auth.is_signed(name) {
+            return Err(incomplete(format!("'{name}' must be a signed header.")));
+        }
+    }
+    let timestamp = request_timestamp(auth, headers)?;
+    if timestamp.amz.get(..8) != Some(auth.date) {
+        return Err(AuthError::WrongScope(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date \
+             from HTTP: '{}' != '{}', from '{}'.",
+            auth.date,
+            timestamp.amz.get(..8).unwrap_or_default(),
+            timestamp.amz
+        )));
+    }
+    check_skew(&timestamp, expected.max_skew_secs, now_unix)?;
+    Ok(timestamp)
 }
 
 fn check_scope(auth: &Authorization<'_>, expected: &Expected<'_>) -> Result<(), AuthError> {
@@ -1478,5 +1509,40 @@ mod tests {
             assert!(!text.contains(&secret), "{text}");
         }
         assert!(!format!("{auth:?}").contains(&"0".repeat(64)));
+    }
+
+    #[test]
+    fn routing_headers_must_be_signed() {
+        // Signed without x-amz-target (or without content-type): a valid signature, but the unsigned header could be
+        // swapped to replay the request as another operation, so it is refused before the body matters.
+        for signed in [&["content-type", "host", "x-amz-date"][..], &["host", "x-amz-date", "x-amz-target"][..]] {
+            let mut h = kms_headers(KMS_DATE);
+            let authz = test_sign(KMS_SECRET, KMS_DATE, &KMS_DATE[..8], "us-east-1", "kms", &h, signed, KMS_BODY);
+            h.insert("authorization", HeaderValue::from_str(&authz).unwrap());
+            let err = check(&h, KMS_SECRET, KMS_BODY, KMS_NOW).unwrap_err();
+            assert_eq!(err.aws_code(), "IncompleteSignatureException", "{signed:?}");
+            assert!(err.message().contains("must be a signed header"), "{err}");
+            let auth = parse_authorization(&h).unwrap();
+            assert_eq!(check_before_body(&auth, &h, &KMS_EXPECTED, KMS_NOW), Err(err));
+        }
+        // Absent headers need not be signed.
+        let mut h = kms_headers(KMS_DATE);
+        h.remove("x-amz-target");
+        h.remove("content-type");
+        let authz =
+            test_sign(KMS_SECRET, KMS_DATE, &KMS_DATE[..8], "us-east-1", "kms", &h, &["host", "x-amz-date"], KMS_BODY);
+        h.insert("authorization", HeaderValue::from_str(&authz).unwrap());
+        assert_eq!(check(&h, KMS_SECRET, KMS_BODY, KMS_NOW), Ok(()));
+    }
+
+    #[test]
+    fn checks_before_the_body() {
+        let h = signed_kms(KMS_DATE, "us-east-1", "kms");
+        let auth = parse_authorization(&h).unwrap();
+        assert_eq!(check_before_body(&auth, &h, &KMS_EXPECTED, KMS_NOW), Ok(()));
+        let err = check_before_body(&auth, &h, &KMS_EXPECTED, KMS_NOW + 3600).unwrap_err();
+        assert!(matches!(err, AuthError::Expired { .. }), "{err:?}");
+        let other = Expected { region: "eu-west-1", ..KMS_EXPECTED };
+        assert!(matches!(check_before_body(&auth, &h, &other, KMS_NOW), Err(AuthError::WrongScope(_))));
     }
 }

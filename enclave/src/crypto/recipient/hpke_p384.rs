@@ -3,7 +3,8 @@
 //! RFC 9180 base mode with DHKEM(P-384, HKDF-SHA384) (KEM 0x0011), HKDF-SHA384 (KDF 0x0002) and AES-256-GCM
 //! (AEAD 0x0002). The recipient key is the document's `public_key`: a DER SubjectPublicKeyInfo of an EC P-384 key with
 //! an uncompressed point. `info` = [`INFO_PREFIX`] || SHA-384(attestation document), so a response opens only for the
-//! document it answered; `aad` is empty. Output: `enc` (the 97-byte uncompressed ephemeral point) || ciphertext || tag.
+//! document it answered; `aad` is [`super::Binding::aad`] (the response's KeyId and a hash of its CiphertextBlob), so it
+//! opens only as part of the answer it was made for. Output: `enc` (the 97-byte uncompressed ephemeral point) || ciphertext || tag.
 
 use super::RecipientError;
 use ::cms::spki::SubjectPublicKeyInfoRef;
@@ -52,8 +53,14 @@ fn p384_recipient(spki_der: &[u8]) -> Result<<DhP384HkdfSha384 as Kem>::PublicKe
     <DhP384HkdfSha384 as Kem>::PublicKey::from_bytes(point).map_err(|_| RecipientError::NotP384)
 }
 
-/// Seals `plaintext` for the P-384 key `spki_der`, bound to the document whose SHA-384 is `document_sha384`.
-pub fn seal(spki_der: &[u8], document_sha384: &[u8; 48], plaintext: &[u8]) -> Result<Vec<u8>, RecipientError> {
+/// Seals `plaintext` for the P-384 key `spki_der`, bound to the document whose SHA-384 is `document_sha384` and to
+/// `aad`.
+pub fn seal(
+    spki_der: &[u8],
+    document_sha384: &[u8; 48],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, RecipientError> {
     let recipient = p384_recipient(spki_der)?;
     let (enc, mut context) = hpke::setup_sender::<AesGcm256, HkdfSha384, DhP384HkdfSha384>(
         &OpModeS::Base,
@@ -63,7 +70,7 @@ pub fn seal(spki_der: &[u8], document_sha384: &[u8; 48], plaintext: &[u8]) -> Re
     .map_err(|_| RecipientError::Internal)?;
     // Sealed in place in a buffer that is zeroized if sealing fails.
     let mut body = Zeroizing::new(plaintext.to_vec());
-    let tag = context.seal_inout_detached(body.as_mut_slice().into(), b"").map_err(|_| RecipientError::Internal)?;
+    let tag = context.seal_inout_detached(body.as_mut_slice().into(), aad).map_err(|_| RecipientError::Internal)?;
     let mut out = Vec::with_capacity(ENC_LEN + body.len() + TAG_LEN);
     out.extend_from_slice(&enc.to_bytes());
     out.extend_from_slice(&body);

@@ -4,7 +4,8 @@
 //! - `RSAES_OAEP_SHA_256` ([`cms_oaep`]): CMS `EnvelopedData` exactly as AWS KMS emits it (one `KeyTransRecipientInfo`
 //!   with RSAES-OAEP-SHA256, AES-256-CBC content), so the AWS Nitro Enclaves SDK, kmstool and Enclaver open it.
 //! - `HPKE_DHKEM_P384_HKDF_SHA384_AES_256_GCM` ([`hpke_p384`]): our extension, RFC 9180 base mode bound to the exact
-//!   attestation document through the `info` string.
+//!   attestation document through the `info` string, and to the answer it travels in (KeyId, CiphertextBlob) through
+//!   the AAD ([`Binding`]).
 //!
 //! [`nonce`] issues and redeems the server nonces that clients put into fresh attestation documents.
 
@@ -64,19 +65,49 @@ pub enum RecipientError {
     Internal,
 }
 
+/// What an HPKE answer is bound to besides the document: the response's `KeyId` (empty for GenerateRandom) and its
+/// `CiphertextBlob` (GenerateDataKey) or `PrivateKeyCiphertextBlob` (GenerateDataKeyPair), empty where the response
+/// has none. CMS has no authenticated place for it (and CBC is malleable): prefer HPKE.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Binding<'a> {
+    /// The response's KeyId (a key ARN), or "".
+    pub key_id: &'a str,
+    /// The response's ciphertext blob, or empty.
+    pub ciphertext_blob: &'a [u8],
+}
+
+/// Prefix of the HPKE AAD.
+pub const AAD_PREFIX: &[u8] = b"enclave-kms recipient aad v1";
+
+impl Binding<'_> {
+    /// The HPKE AAD: [`AAD_PREFIX`] || u32 big-endian length of the KeyId || KeyId || SHA-256(ciphertext blob).
+    pub fn aad(&self) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        let id = self.key_id.as_bytes();
+        let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 4 + id.len() + 32);
+        aad.extend_from_slice(AAD_PREFIX);
+        aad.extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
+        aad.extend_from_slice(id);
+        aad.extend_from_slice(&Sha256::digest(self.ciphertext_blob));
+        aad
+    }
+}
+
 /// Encrypts `plaintext` to the public key of a *verified* attestation document.
 ///
 /// `spki_der` is the document's `public_key` (DER SubjectPublicKeyInfo) and `document_sha384` the SHA-384 of the
-/// whole document as the caller sent it; HPKE binds its output to it, CMS has no place for it.
+/// whole document as the caller sent it; HPKE binds its output to it and to `aad` ([`Binding::aad`]), CMS has no
+/// place for either.
 pub fn seal(
     alg: KeyEncryptionAlgorithm,
     spki_der: &[u8],
     document_sha384: &[u8; 48],
+    aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, RecipientError> {
     match alg {
         KeyEncryptionAlgorithm::RsaesOaepSha256 => cms_oaep::seal(spki_der, plaintext),
-        KeyEncryptionAlgorithm::Hpke => hpke_p384::seal(spki_der, document_sha384, plaintext),
+        KeyEncryptionAlgorithm::Hpke => hpke_p384::seal(spki_der, document_sha384, aad, plaintext),
     }
 }
 

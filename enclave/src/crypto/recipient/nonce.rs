@@ -4,12 +4,14 @@
 //! as `Recipient`; redeeming the nonce proves the document is fresh and used once. Format (44 bytes):
 //! `"EKN1"` || 16 random bytes || expiry (u64 big-endian Unix seconds, issue time + [`NONCE_TTL_SECS`]) ||
 //! HMAC-SHA256(mac key, all of the above) truncated to 16 bytes. Nonces are stateless until redeemed; redeemed ones
-//! are remembered until they expire, in a set bounded by [`MAX_REDEEMED`]. The book lives in enclave memory only,
-//! so a restart forgets it: a nonce issued before a restart could be redeemed once more after it, within its TTL.
+//! are remembered until they expire, in a set bounded by [`MAX_REDEEMED`]. Issuing is bounded per principal: at most
+//! [`MAX_OUTSTANDING_PER_PRINCIPAL`] unexpired nonces (their expiries are kept, 8 bytes each). The book lives in
+//! enclave memory only, so a restart forgets it: a nonce issued before a restart could be redeemed once more after it,
+//! within its TTL.
 
 use crate::crypto::secret::Key256;
 use aws_lc_rs::hmac;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
@@ -29,6 +31,9 @@ pub const NONCE_LEN: usize = EXPIRY_END + TAG_LEN;
 pub const NONCE_TTL_SECS: u64 = 300;
 /// Most redeemed, unexpired nonces remembered; beyond it `redeem` answers [`NonceError::Busy`].
 pub const MAX_REDEEMED: usize = 1_000_000;
+/// Most unexpired nonces issued to one principal (about 33 a second sustained over the TTL); beyond it `issue`
+/// answers [`NonceError::Busy`].
+pub const MAX_OUTSTANDING_PER_PRINCIPAL: usize = 10_000;
 
 /// Why a nonce was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +77,8 @@ pub struct NonceBook {
     mac: hmac::Key,
     counter: AtomicU64,
     redeemed: Mutex<Redeemed>,
+    /// Per principal ARN: expiries of the unexpired nonces issued to it, oldest first.
+    issued: Mutex<HashMap<String, VecDeque<u64>>>,
 }
 
 impl std::fmt::Debug for NonceBook {
@@ -87,6 +94,7 @@ impl NonceBook {
             mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.expose_secret()),
             counter: AtomicU64::new(0),
             redeemed: Mutex::new(Redeemed::default()),
+            issued: Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,8 +107,30 @@ impl NonceBook {
         tag
     }
 
-    /// A fresh nonce, valid until `now_unix` + [`NONCE_TTL_SECS`].
-    pub fn issue(&self, now_unix: u64) -> Vec<u8> {
+    /// A fresh nonce for `principal`, valid until `now_unix` + [`NONCE_TTL_SECS`]; [`NonceError::Busy`] when the
+    /// principal already holds [`MAX_OUTSTANDING_PER_PRINCIPAL`] unexpired ones.
+    pub fn issue(&self, principal: &str, now_unix: u64) -> Result<Vec<u8>, NonceError> {
+        let expiry = now_unix.saturating_add(NONCE_TTL_SECS);
+        {
+            // Nothing in the critical section panics, so a poisoned lock still holds a consistent map.
+            let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mine = issued.entry(principal.to_owned()).or_default();
+            while mine.front().is_some_and(|e| *e < now_unix) {
+                mine.pop_front();
+            }
+            if mine.len() >= MAX_OUTSTANDING_PER_PRINCIPAL {
+                return Err(NonceError::Busy);
+            }
+            mine.push_back(expiry);
+            // Drop principals whose nonces all expired, so the map holds only principals with live nonces.
+            if issued.len() > 1024 {
+                issued.retain(|_, q| q.back().is_some_and(|e| *e >= now_unix));
+            }
+        }
+        Ok(self.mint(now_unix))
+    }
+
+    fn mint(&self, now_unix: u64) -> Vec<u8> {
         // The id is a keyed hash of OS randomness and a per-book counter: unique within the book's life even if the
         // RNG failed (AWS-LC aborts rather than return an error, so that case is theoretical), never a panic here.
         let mut random = [0u8; ID_LEN];
@@ -126,8 +156,32 @@ impl NonceBook {
         nonce.len() == NONCE_LEN && nonce.starts_with(MAGIC)
     }
 
+    /// Whether `nonce` would redeem now (ours, unexpired, not redeemed), without redeeming it.
+    pub fn check(&self, nonce: &[u8], now_unix: u64) -> Result<(), NonceError> {
+        let (id, _) = self.open(nonce, now_unix)?;
+        let redeemed = self.redeemed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if redeemed.ids.contains(&id) { Err(NonceError::Replayed) } else { Ok(()) }
+    }
+
     /// Redeems `nonce` once: it must carry our tag, be unexpired at `now_unix` and not have been redeemed before.
     pub fn redeem(&self, nonce: &[u8], now_unix: u64) -> Result<(), NonceError> {
+        let (id, expiry) = self.open(nonce, now_unix)?;
+        // Nothing in the critical section panics, so a poisoned lock still holds a consistent set.
+        let mut redeemed = self.redeemed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        redeemed.prune(now_unix);
+        if redeemed.ids.contains(&id) {
+            return Err(NonceError::Replayed);
+        }
+        if redeemed.ids.len() >= MAX_REDEEMED {
+            return Err(NonceError::Busy);
+        }
+        redeemed.ids.insert(id);
+        redeemed.by_expiry.insert((expiry, id));
+        Ok(())
+    }
+
+    /// The id and expiry of one of our unexpired nonces.
+    fn open(&self, nonce: &[u8], now_unix: u64) -> Result<([u8; ID_LEN], u64), NonceError> {
         if !Self::is_ours(nonce) {
             return Err(NonceError::Forged);
         }
@@ -145,18 +199,7 @@ impl NonceBook {
         if expiry < now_unix {
             return Err(NonceError::Expired);
         }
-        // Nothing in the critical section panics, so a poisoned lock still holds a consistent set.
-        let mut redeemed = self.redeemed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        redeemed.prune(now_unix);
-        if redeemed.ids.contains(&id) {
-            return Err(NonceError::Replayed);
-        }
-        if redeemed.ids.len() >= MAX_REDEEMED {
-            return Err(NonceError::Busy);
-        }
-        redeemed.ids.insert(id);
-        redeemed.by_expiry.insert((expiry, id));
-        Ok(())
+        Ok((id, expiry))
     }
 
     /// How many redeemed nonces are remembered (for metrics and tests).
@@ -169,6 +212,8 @@ impl NonceBook {
 mod tests {
     use super::*;
 
+    const P: &str = "arn:aws:iam::000000000000:user/p";
+
     fn book() -> NonceBook {
         NonceBook::new(Key256::from_array([7u8; 32]))
     }
@@ -176,7 +221,7 @@ mod tests {
     #[test]
     fn issued_nonce_redeems_once() {
         let b = book();
-        let n = b.issue(1000);
+        let n = b.issue(P, 1000).unwrap();
         assert_eq!(n.len(), NONCE_LEN);
         assert!(NonceBook::is_ours(&n));
         assert_eq!(b.redeem(&n, 1000), Ok(()));
@@ -187,8 +232,8 @@ mod tests {
     #[test]
     fn nonces_are_distinct() {
         let b = book();
-        let a = b.issue(1000);
-        let c = b.issue(1000);
+        let a = b.issue(P, 1000).unwrap();
+        let c = b.issue(P, 1000).unwrap();
         assert_ne!(a, c);
         assert_eq!(b.redeem(&a, 1000), Ok(()));
         assert_eq!(b.redeem(&c, 1000), Ok(()));
@@ -197,7 +242,7 @@ mod tests {
     #[test]
     fn expired_nonce_is_refused() {
         let b = book();
-        let n = b.issue(1000);
+        let n = b.issue(P, 1000).unwrap();
         assert_eq!(b.redeem(&n, 1000 + NONCE_TTL_SECS + 1), Err(NonceError::Expired));
         // Still fine at the last second of its life.
         assert_eq!(b.redeem(&n, 1000 + NONCE_TTL_SECS), Ok(()));
@@ -206,7 +251,7 @@ mod tests {
     #[test]
     fn forged_nonces_are_refused() {
         let b = book();
-        let n = b.issue(1000);
+        let n = b.issue(P, 1000).unwrap();
         for i in 0..n.len() {
             let mut t = n.clone();
             t[i] ^= 1;
@@ -228,10 +273,10 @@ mod tests {
     #[test]
     fn redeemed_set_is_pruned_and_bounded() {
         let b = book();
-        let n1 = b.issue(1000);
+        let n1 = b.issue(P, 1000).unwrap();
         b.redeem(&n1, 1000).unwrap();
         assert_eq!(b.redeemed_len(), 1);
-        let n2 = b.issue(2000);
+        let n2 = b.issue(P, 2000).unwrap();
         b.redeem(&n2, 2000).unwrap();
         assert_eq!(b.redeemed_len(), 1, "n1 expired and was pruned");
 
@@ -247,12 +292,40 @@ mod tests {
             }
         }
         assert_eq!(b.redeemed_len(), MAX_REDEEMED);
-        let n3 = b.issue(2000);
+        let n3 = b.issue(P, 2000).unwrap();
         assert_eq!(b.redeem(&n3, 2000), Err(NonceError::Busy));
         // Once they expire there is room again.
-        let n4 = b.issue(5001);
+        let n4 = b.issue(P, 5001).unwrap();
         assert_eq!(b.redeem(&n4, 5001), Ok(()));
         assert_eq!(b.redeemed_len(), 1);
+    }
+
+    #[test]
+    fn check_does_not_redeem() {
+        let b = book();
+        let n = b.issue(P, 1000).unwrap();
+        assert_eq!(b.check(&n, 1000), Ok(()));
+        assert_eq!(b.check(&n, 1000), Ok(()), "checking twice spends nothing");
+        assert_eq!(b.redeemed_len(), 0);
+        assert_eq!(b.redeem(&n, 1000), Ok(()));
+        assert_eq!(b.check(&n, 1000), Err(NonceError::Replayed));
+        assert_eq!(b.check(&n, 1000 + NONCE_TTL_SECS + 1), Err(NonceError::Expired));
+        let mut forged = n.clone();
+        forged[5] ^= 1;
+        assert_eq!(b.check(&forged, 1000), Err(NonceError::Forged));
+    }
+
+    #[test]
+    fn outstanding_nonces_are_bounded_per_principal() {
+        let b = book();
+        for _ in 0..MAX_OUTSTANDING_PER_PRINCIPAL {
+            b.issue(P, 1000).unwrap();
+        }
+        assert_eq!(b.issue(P, 1000), Err(NonceError::Busy));
+        assert_eq!(b.issue(P, 1000 + NONCE_TTL_SECS), Err(NonceError::Busy), "still unexpired at the last second");
+        // Another principal is not affected; the first gets room as its nonces expire.
+        assert!(b.issue("arn:aws:iam::000000000000:user/q", 1000).is_ok());
+        assert!(b.issue(P, 1000 + NONCE_TTL_SECS + 1).is_ok());
     }
 
     proptest::proptest! {

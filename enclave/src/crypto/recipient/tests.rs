@@ -76,7 +76,7 @@ fn algorithm_names_round_trip() {
 fn rsa_round_trip(bits: u32) {
     let (key_file, pkcs8, spki) = openssl_rsa(bits);
     for msg in [plaintext(), Vec::new(), vec![0x42; 16], vec![0x42; 32]] {
-        let sealed = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &spki, &DOC_HASH, &msg).unwrap();
+        let sealed = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &spki, &DOC_HASH, b"", &msg).unwrap();
         let opened = openssl(
             &["cms", "-decrypt", "-inform", "DER", "-inkey", key_file.path().to_str().unwrap(), "-binary"],
             &sealed,
@@ -148,8 +148,8 @@ fn rsa4096_cms_opens_with_openssl() {
 #[test]
 fn cms_is_der_and_fresh_each_time() {
     let (_f, _pkcs8, spki) = openssl_rsa(2048);
-    let a = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &spki, &DOC_HASH, b"same").unwrap();
-    let b = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &spki, &DOC_HASH, b"same").unwrap();
+    let a = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &spki, &DOC_HASH, b"", b"same").unwrap();
+    let b = seal(KeyEncryptionAlgorithm::RsaesOaepSha256, &spki, &DOC_HASH, b"", b"same").unwrap();
     assert_ne!(a, b, "fresh content key and IV");
     // DER: re-encoding what we parsed gives the same bytes.
     assert_eq!(ContentInfo::from_der(&a).unwrap().to_der().unwrap(), a);
@@ -167,31 +167,34 @@ fn cms_is_der_and_fresh_each_time() {
 fn rsa_refuses_bad_keys() {
     let rsa = KeyEncryptionAlgorithm::RsaesOaepSha256;
     let (_f, _pkcs8, rsa1024) = openssl_rsa(1024);
-    assert!(matches!(seal(rsa, &rsa1024, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)));
+    assert!(matches!(seal(rsa, &rsa1024, &DOC_HASH, b"", b"x"), Err(RecipientError::NotRsa)));
     let (_f, _pkcs8, rsa4104) = openssl_rsa(4104);
-    assert!(matches!(seal(rsa, &rsa4104, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)), "above 4096 bits");
+    assert!(matches!(seal(rsa, &rsa4104, &DOC_HASH, b"", b"x"), Err(RecipientError::NotRsa)), "above 4096 bits");
     let (_f, _pkcs8, p384) = openssl_p384();
-    assert!(matches!(seal(rsa, &p384, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)));
+    assert!(matches!(seal(rsa, &p384, &DOC_HASH, b"", b"x"), Err(RecipientError::NotRsa)));
 
     let (_f, _pkcs8, spki) = openssl_rsa(2048);
-    assert!(matches!(seal(rsa, &spki[..spki.len() - 1], &DOC_HASH, b"x"), Err(RecipientError::MalformedPublicKey)));
     assert!(matches!(
-        seal(rsa, &[spki.as_slice(), &[0]].concat(), &DOC_HASH, b"x"),
+        seal(rsa, &spki[..spki.len() - 1], &DOC_HASH, b"", b"x"),
         Err(RecipientError::MalformedPublicKey)
     ));
-    assert!(matches!(seal(rsa, b"", &DOC_HASH, b"x"), Err(RecipientError::MalformedPublicKey)));
-    assert!(matches!(seal(rsa, b"not a key", &DOC_HASH, b"x"), Err(RecipientError::MalformedPublicKey)));
+    assert!(matches!(
+        seal(rsa, &[spki.as_slice(), &[0]].concat(), &DOC_HASH, b"", b"x"),
+        Err(RecipientError::MalformedPublicKey)
+    ));
+    assert!(matches!(seal(rsa, b"", &DOC_HASH, b"", b"x"), Err(RecipientError::MalformedPublicKey)));
+    assert!(matches!(seal(rsa, b"not a key", &DOC_HASH, b"", b"x"), Err(RecipientError::MalformedPublicKey)));
     // The rsaEncryption OID changed (last arc 1 -> 5): not an RSA key any more.
     let oid_at = spki.windows(9).position(|w| w == hex::decode("2a864886f70d010101").unwrap()).unwrap();
     let mut other_oid = spki.clone();
     other_oid[oid_at + 8] = 5;
-    assert!(matches!(seal(rsa, &other_oid, &DOC_HASH, b"x"), Err(RecipientError::NotRsa)));
+    assert!(matches!(seal(rsa, &other_oid, &DOC_HASH, b"", b"x"), Err(RecipientError::NotRsa)));
     // A modulus that is no longer a well-formed INTEGER inside the BIT STRING.
     let mut bad_inner = spki.clone();
     let n = bad_inner.len();
     bad_inner[n - 5] = 0x02; // tamper near the exponent: inner RSAPublicKey fails to parse or validate
     bad_inner[n - 4] = 0x7f;
-    assert!(seal(rsa, &bad_inner, &DOC_HASH, b"x").is_err());
+    assert!(seal(rsa, &bad_inner, &DOC_HASH, b"", b"x").is_err());
     // Errors read as validation messages.
     assert_eq!(
         RecipientError::NotRsa.to_string(),
@@ -212,6 +215,15 @@ fn hpke_open(
     doc_hash: &[u8; 48],
     sealed: &[u8],
 ) -> Result<Vec<u8>, hpke::HpkeError> {
+    hpke_open_aad(sk, doc_hash, b"", sealed)
+}
+
+fn hpke_open_aad(
+    sk: &<DhP384HkdfSha384 as Kem>::PrivateKey,
+    doc_hash: &[u8; 48],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, hpke::HpkeError> {
     let (enc, ct) = sealed.split_at(ENC_LEN);
     let enc = <DhP384HkdfSha384 as Kem>::EncappedKey::from_bytes(enc)?;
     hpke::single_shot_open::<AesGcm256, HkdfSha384, DhP384HkdfSha384>(
@@ -220,15 +232,35 @@ fn hpke_open(
         &enc,
         &hpke_p384::info(doc_hash),
         ct,
-        b"",
+        aad,
     )
+}
+
+#[test]
+fn hpke_is_bound_to_the_answer() {
+    // Issue 12 item 12: an answer moved to another KeyId or another CiphertextBlob does not open.
+    let (sk, spki) = hpke_keypair();
+    let blob = b"ciphertext blob of the data key".as_slice();
+    let arn = "arn:aws:kms:us-east-1:000000000000:key/11111111-2222-4333-8444-555555555555";
+    let bound = super::Binding { key_id: arn, ciphertext_blob: blob };
+    let sealed = seal(KeyEncryptionAlgorithm::Hpke, &spki, &DOC_HASH, &bound.aad(), b"data key").unwrap();
+    assert_eq!(hpke_open_aad(&sk, &DOC_HASH, &bound.aad(), &sealed).unwrap(), b"data key");
+    let other_blob = super::Binding { key_id: arn, ciphertext_blob: b"another blob" };
+    assert!(hpke_open_aad(&sk, &DOC_HASH, &other_blob.aad(), &sealed).is_err());
+    let other_key = super::Binding { key_id: "arn:aws:kms:us-east-1:000000000000:key/x", ciphertext_blob: blob };
+    assert!(hpke_open_aad(&sk, &DOC_HASH, &other_key.aad(), &sealed).is_err());
+    assert!(hpke_open(&sk, &DOC_HASH, &sealed).is_err(), "the empty AAD of before does not open it");
+    // The length prefix keeps KeyId and blob hash apart.
+    let a = super::Binding { key_id: "ab", ciphertext_blob: b"" }.aad();
+    let b = super::Binding { key_id: "a", ciphertext_blob: b"" }.aad();
+    assert_ne!(a, b);
 }
 
 #[test]
 fn hpke_round_trips_and_binds_the_document() {
     let (sk, spki) = hpke_keypair();
     for msg in [plaintext(), Vec::new(), b"data key".to_vec()] {
-        let sealed = seal(KeyEncryptionAlgorithm::Hpke, &spki, &DOC_HASH, &msg).unwrap();
+        let sealed = seal(KeyEncryptionAlgorithm::Hpke, &spki, &DOC_HASH, b"", &msg).unwrap();
         assert_eq!(sealed.len(), ENC_LEN + msg.len() + TAG_LEN);
         assert_eq!(sealed[0], 0x04, "enc is an uncompressed point");
         assert_eq!(hpke_open(&sk, &DOC_HASH, &sealed).unwrap(), msg);
@@ -245,7 +277,7 @@ fn hpke_round_trips_and_binds_the_document() {
 fn hpke_opens_with_an_openssl_p384_key() {
     // The path a workload takes: a PKCS#8 key from a standard tool, the scalar through aws-lc-rs, opened with hpke.
     let (_f, pkcs8, spki) = openssl_p384();
-    let sealed = seal(KeyEncryptionAlgorithm::Hpke, &spki, &DOC_HASH, b"secret").unwrap();
+    let sealed = seal(KeyEncryptionAlgorithm::Hpke, &spki, &DOC_HASH, b"", b"secret").unwrap();
     let key = aws_lc_rs::agreement::PrivateKey::from_private_key_der(&aws_lc_rs::agreement::ECDH_P384, &pkcs8).unwrap();
     let scalar: aws_lc_rs::encoding::EcPrivateKeyBin<'_> = key.as_be_bytes().unwrap();
     let sk = <DhP384HkdfSha384 as Kem>::PrivateKey::from_bytes(scalar.as_ref()).unwrap();
@@ -256,29 +288,29 @@ fn hpke_opens_with_an_openssl_p384_key() {
 fn hpke_refuses_other_keys() {
     let hpke = KeyEncryptionAlgorithm::Hpke;
     let (_f, _pkcs8, rsa2048) = openssl_rsa(2048);
-    assert!(matches!(seal(hpke, &rsa2048, &DOC_HASH, b"x"), Err(RecipientError::NotP384)));
+    assert!(matches!(seal(hpke, &rsa2048, &DOC_HASH, b"", b"x"), Err(RecipientError::NotP384)));
     let p256 = openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], b"");
     let p256 = openssl(&["pkey", "-pubout", "-outform", "DER"], &p256);
-    assert!(matches!(seal(hpke, &p256, &DOC_HASH, b"x"), Err(RecipientError::NotP384)));
+    assert!(matches!(seal(hpke, &p256, &DOC_HASH, b"", b"x"), Err(RecipientError::NotP384)));
     let (_f, _pkcs8, p384) = openssl_p384();
     let compressed = openssl(
         &["pkey", "-pubin", "-inform", "DER", "-pubout", "-outform", "DER", "-ec_conv_form", "compressed"],
         &p384,
     );
-    assert!(matches!(seal(hpke, &compressed, &DOC_HASH, b"x"), Err(RecipientError::NotP384)));
+    assert!(matches!(seal(hpke, &compressed, &DOC_HASH, b"", b"x"), Err(RecipientError::NotP384)));
     // A point off the curve.
     let (_sk, mut spki) = hpke_keypair();
     let n = spki.len();
     spki[n - 1] ^= 1;
-    assert!(matches!(seal(hpke, &spki, &DOC_HASH, b"x"), Err(RecipientError::NotP384)));
-    assert!(matches!(seal(hpke, b"\x30\x00", &DOC_HASH, b"x"), Err(RecipientError::MalformedPublicKey)));
+    assert!(matches!(seal(hpke, &spki, &DOC_HASH, b"", b"x"), Err(RecipientError::NotP384)));
+    assert!(matches!(seal(hpke, b"\x30\x00", &DOC_HASH, b"", b"x"), Err(RecipientError::MalformedPublicKey)));
 }
 
 proptest::proptest! {
     #[test]
     fn arbitrary_public_keys_are_refused_without_panic(spki in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
         for alg in [KeyEncryptionAlgorithm::RsaesOaepSha256, KeyEncryptionAlgorithm::Hpke] {
-            proptest::prop_assert!(seal(alg, &spki, &DOC_HASH, b"x").is_err());
+            proptest::prop_assert!(seal(alg, &spki, &DOC_HASH, b"", b"x").is_err());
         }
     }
 }

@@ -46,7 +46,7 @@ fn setup() -> &'static Setup {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: { setup(); }, |data: &[u8]| {
     let s = setup();
     for anchor in &s.anchors {
         let policy = PcrPolicy::new().allow_debug();

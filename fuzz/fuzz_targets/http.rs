@@ -45,7 +45,7 @@ fn check_responses(mut out: &[u8], sent: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: { World::get(); }, |data: &[u8]| {
     let w = World::get();
     runtime().block_on(async {
         let (svc, _) = w.fresh().await;

@@ -13,7 +13,7 @@ use kms_fuzz::{World, assert_client_error, runtime};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: { World::get(); }, |data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else { return };
     let w = World::get();
     let (token, material) = (STANDARD.encode(&w.import_token), STANDARD.encode(&w.wrapped_material));

@@ -138,7 +138,7 @@ async fn check(svc: &Service, caller: &Caller, target: &str, body: &[u8], out: &
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: { World::get(); }, |data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else { return };
     let target = OPS[usize::from(sel) % OPS.len()];
     if slow(target, body) {

@@ -34,7 +34,7 @@ fn keys() -> &'static Keys {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: { keys(); }, |data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else { return };
     let k = keys();
     let (rsa, p384) = (&k.rsa, &k.p384);

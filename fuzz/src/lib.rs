@@ -135,7 +135,8 @@ fn b64(v: &Value) -> Vec<u8> {
 }
 
 impl World {
-    /// The world, built on first use.
+    /// The world, built on first use (the targets build it in their `init`, where no per-input timeout applies: its
+    /// RSA key generation takes seconds on a loaded machine).
     pub fn get() -> &'static World {
         static WORLD: OnceLock<World> = OnceLock::new();
         WORLD.get_or_init(World::build)

@@ -5,6 +5,7 @@
 //! kms-host admin [--data-dir DIR] [--endpoint URL] [--ca FILE] [--region R] <COMMAND>
 //!   create-principal ARN [--admin] | delete-principal ARN | list-principals
 //!   create-access-key ARN [--credentials-out FILE] | delete-access-key ACCESS_KEY_ID | whoami
+//!   put-principal-policy ARN --policy-file FILE | get-principal-policy ARN | delete-principal-policy ARN
 //! ```
 //!
 //! Resolution order: endpoint `--endpoint`, `AWS_ENDPOINT_URL_KMS`, the URL in `DIR/env`; CA `--ca`,
@@ -74,6 +75,24 @@ pub enum AdminCommand {
     },
     /// Show the caller's identity (GetCallerIdentity).
     Whoami,
+    /// Attach an identity policy (IAM JSON without Principal) to a principal, replacing any it has.
+    PutPrincipalPolicy {
+        /// The principal's ARN.
+        arn: String,
+        /// The policy document (JSON).
+        #[arg(long)]
+        policy_file: PathBuf,
+    },
+    /// Show a principal's identity policy.
+    GetPrincipalPolicy {
+        /// The principal's ARN.
+        arn: String,
+    },
+    /// Remove a principal's identity policy.
+    DeletePrincipalPolicy {
+        /// The principal's ARN.
+        arn: String,
+    },
 }
 
 impl AdminCommand {
@@ -90,7 +109,22 @@ impl AdminCommand {
                 ("EnclaveKms.DeleteAccessKey", json!({ "AccessKeyId": access_key_id }))
             }
             Self::Whoami => ("EnclaveKms.GetCallerIdentity", json!({})),
+            Self::PutPrincipalPolicy { arn, .. } => ("EnclaveKms.PutPrincipalPolicy", json!({ "PrincipalArn": arn })),
+            Self::GetPrincipalPolicy { arn } => ("EnclaveKms.GetPrincipalPolicy", json!({ "PrincipalArn": arn })),
+            Self::DeletePrincipalPolicy { arn } => ("EnclaveKms.DeletePrincipalPolicy", json!({ "PrincipalArn": arn })),
         }
+    }
+
+    /// The request body with the files the command names read in (`--policy-file`).
+    pub fn body_with_files(&self, read: &dyn Fn(&Path) -> std::io::Result<String>) -> Result<Value, String> {
+        let mut body = self.request().1;
+        if let Self::PutPrincipalPolicy { policy_file, .. } = self {
+            let text = read(policy_file).map_err(|e| format!("cannot read {}: {e}", policy_file.display()))?;
+            if let Some(o) = body.as_object_mut() {
+                o.insert("PolicyDocument".into(), Value::String(text));
+            }
+        }
+        Ok(body)
     }
 }
 
@@ -271,7 +305,8 @@ pub fn run(args: AdminArgs) -> std::process::ExitCode {
             .enable_all()
             .build()
             .map_err(|e| Failure::Local(format!("runtime: {e}")))?;
-        let (target, body) = args.command.request();
+        let target = args.command.request().0;
+        let body = args.command.body_with_files(&|p| std::fs::read_to_string(p)).map_err(Failure::Local)?;
         let answer = runtime.block_on(call(&resolved, target, body.to_string().as_bytes()))?;
         let (write, text) = output(&args.command, answer)?;
         if let Some((path, contents)) = write {
@@ -339,6 +374,26 @@ mod tests {
         let a = parse(&["delete-access-key", "AKIA1"]).unwrap();
         assert_eq!(a.command.request(), ("EnclaveKms.DeleteAccessKey", json!({"AccessKeyId": "AKIA1"})));
         assert_eq!(parse(&["whoami"]).unwrap().command.request().0, "EnclaveKms.GetCallerIdentity");
+        let a = parse(&["get-principal-policy", "A"]).unwrap();
+        assert_eq!(a.command.request(), ("EnclaveKms.GetPrincipalPolicy", json!({"PrincipalArn": "A"})));
+        let a = parse(&["delete-principal-policy", "A"]).unwrap();
+        assert_eq!(a.command.request(), ("EnclaveKms.DeletePrincipalPolicy", json!({"PrincipalArn": "A"})));
+        assert!(parse(&["put-principal-policy", "A"]).is_err(), "--policy-file is required");
+        let a = parse(&["put-principal-policy", "A", "--policy-file", "/p.json"]).unwrap();
+        assert_eq!(a.command.request().0, "EnclaveKms.PutPrincipalPolicy");
+        let read = |p: &Path| {
+            if p == Path::new("/p.json") {
+                Ok("{\"Statement\": []}".to_owned())
+            } else {
+                Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+            }
+        };
+        assert_eq!(
+            a.command.body_with_files(&read).unwrap(),
+            json!({"PrincipalArn": "A", "PolicyDocument": "{\"Statement\": []}"})
+        );
+        let a = parse(&["put-principal-policy", "A", "--policy-file", "/missing.json"]).unwrap();
+        assert!(a.command.body_with_files(&read).unwrap_err().contains("/missing.json"));
         for bad in [&["create-principal"][..], &["delete-access-key"], &["frobnicate"], &[], &["whoami", "extra"]] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

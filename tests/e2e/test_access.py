@@ -37,9 +37,19 @@ class Principal:
         self.raw.access_key, self.raw.secret_key = akid, secret
 
 
-def make_principal(admin_raw: RawClient, server, arn: str, admin: bool = False) -> Principal:
+# An identity policy that allows every KMS action (what principals had implicitly before identity policies).
+FULL_IDENTITY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}
+
+
+def make_principal(admin_raw: RawClient, server, arn: str, admin: bool = False,
+                   identity: dict | None = None) -> Principal:
+    """A principal with an access key; `identity` is attached as its identity policy (none by default)."""
     out = call_ok(admin_raw, "EnclaveKms.CreatePrincipal", {"PrincipalArn": arn, "Admin": admin})
     assert out["Principal"]["PrincipalArn"] == arn and out["Principal"]["Admin"] is admin
+    pid = out["Principal"]["PrincipalId"]
+    assert len(pid) == 21 and pid.startswith("AROA" if ":role/" in arn else "AIDA"), pid
+    if identity is not None:
+        call_ok(admin_raw, "EnclaveKms.PutPrincipalPolicy", {"PrincipalArn": arn, "PolicyDocument": json.dumps(identity)})
     key = call_ok(admin_raw, "EnclaveKms.CreateAccessKey", {"PrincipalArn": arn})["AccessKey"]
     assert key["PrincipalArn"] == arn and key["AccessKeyId"].startswith("AKIA") and len(key["SecretAccessKey"]) == 40
     return Principal(server, arn, key["AccessKeyId"], key["SecretAccessKey"])
@@ -59,9 +69,10 @@ def account(kms):
 def people(server, admin, account):
     tag = unique("p")
     return {
-        "alice": make_principal(admin, server, f"arn:aws:iam::{account}:user/alice-{tag}"),
-        "bob": make_principal(admin, server, f"arn:aws:iam::{account}:role/team/bob-{tag}"),
-        "eve": make_principal(admin, server, f"arn:aws:iam::{OTHER_ACCOUNT}:user/eve-{tag}"),
+        # Each with an identity policy allowing kms:*, so that these tests exercise the key policies.
+        "alice": make_principal(admin, server, f"arn:aws:iam::{account}:user/alice-{tag}", identity=FULL_IDENTITY),
+        "bob": make_principal(admin, server, f"arn:aws:iam::{account}:role/team/bob-{tag}", identity=FULL_IDENTITY),
+        "eve": make_principal(admin, server, f"arn:aws:iam::{OTHER_ACCOUNT}:user/eve-{tag}", identity=FULL_IDENTITY),
     }
 
 
@@ -89,11 +100,15 @@ def denied(call, *args, **kwargs) -> str:
 
 def test_caller_identity(people, admin, account):
     me = call_ok(admin, "EnclaveKms.GetCallerIdentity", {})
+    assert me.pop("UserId").startswith("AIDA")
     assert me == {"Arn": f"arn:aws:iam::{account}:user/admin", "Account": account,
                   "AccessKeyId": admin.access_key, "Admin": True}
     alice = people["alice"]
     who = call_ok(alice.raw, "EnclaveKms.GetCallerIdentity", {})
+    listed = {p["PrincipalArn"]: p for p in call_ok(admin, "EnclaveKms.ListPrincipals", {})["Principals"]}
+    assert who.pop("UserId") == listed[alice.arn]["PrincipalId"]
     assert who == {"Arn": alice.arn, "Account": account, "AccessKeyId": alice.akid, "Admin": False}
+    assert call_ok(people["bob"].raw, "EnclaveKms.GetCallerIdentity", {})["UserId"].startswith("AROA")
     eve = call_ok(people["eve"].raw, "EnclaveKms.GetCallerIdentity", {})
     assert eve["Account"] == OTHER_ACCOUNT
 
@@ -128,7 +143,7 @@ def test_principal_errors(server, admin, people, account):
 
 
 def test_access_key_limit_and_deletion(server, admin, account):
-    p = make_principal(admin, server, f"arn:aws:iam::{account}:user/{unique('keys')}")
+    p = make_principal(admin, server, f"arn:aws:iam::{account}:user/{unique('keys')}", identity=FULL_IDENTITY)
     second = call_ok(admin, "EnclaveKms.CreateAccessKey", {"PrincipalArn": p.arn})["AccessKey"]
     assert_error(admin.call("EnclaveKms.CreateAccessKey", {"PrincipalArn": p.arn}), "LimitExceededException")
     listed = {q["PrincipalArn"]: q for q in call_ok(admin, "EnclaveKms.ListPrincipals", {})["Principals"]}
@@ -141,7 +156,7 @@ def test_access_key_limit_and_deletion(server, admin, account):
 
 
 def test_deleting_a_principal_revokes_its_keys(server, admin, account):
-    p = make_principal(admin, server, f"arn:aws:iam::{account}:user/{unique('gone')}")
+    p = make_principal(admin, server, f"arn:aws:iam::{account}:user/{unique('gone')}", identity=FULL_IDENTITY)
     p.kms.list_keys(Limit=1)
     call_ok(admin, "EnclaveKms.DeletePrincipal", {"PrincipalArn": p.arn})
     assert_client_error("UnrecognizedClientException", p.kms.list_keys, Limit=1)
@@ -160,7 +175,7 @@ def test_principals_survive_a_restart(make_server):
     srv = make_server()
     raw = RawClient(srv)
     account = call_ok(raw, "EnclaveKms.GetCallerIdentity", {})["Account"]
-    p = make_principal(raw, srv, f"arn:aws:iam::{account}:user/{unique('durable')}")
+    p = make_principal(raw, srv, f"arn:aws:iam::{account}:user/{unique('durable')}", identity=FULL_IDENTITY)
     p.kms.list_keys(Limit=1)
     srv.restart()
     p = Principal(srv, p.arn, p.akid, p.secret)
@@ -182,7 +197,8 @@ def test_default_policy_admits_the_account_only(kms, people):
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"secret")["CiphertextBlob"]
     denied(eve.decrypt, CiphertextBlob=blob)
     denied(eve.describe_key, KeyId=key_id)
-    # Operations without a key are for the service's own account.
+    # Operations without a key are for the service's own account (GenerateRandom too), whatever eve's identity
+    # policy says.
     denied(eve.create_key)
     denied(eve.list_keys)
     denied(eve.list_aliases)

@@ -60,6 +60,7 @@ def user(name: str) -> str:
 def test_whoami_from_the_data_directory(server, host_bin):
     me = admin_ok(server, host_bin, "whoami")
     akid, _ = server.credentials()
+    assert me.pop("UserId").startswith("AIDA")
     assert me == {"Arn": user("admin"), "Account": DEFAULT_ACCOUNT, "AccessKeyId": akid, "Admin": True}
 
 
@@ -78,9 +79,14 @@ def test_principal_lifecycle_with_credentials_out(server, host_bin, tmp_path):
 
     # The new key works: whoami through the CLI with the written file as the shared-credentials file...
     me = admin_ok(server, host_bin, "whoami", env={"AWS_SHARED_CREDENTIALS_FILE": str(out)})
+    assert me.pop("UserId") == created["PrincipalId"]
     assert me == {"Arn": arn, "Account": DEFAULT_ACCOUNT, "AccessKeyId": akid, "Admin": False}
-    # ... and a KMS call with boto3 (the default key policy lets the account's principals use the key).
+    # ... and a KMS call with boto3, once an identity policy allows it (the default key policy delegates to it).
     alice = kms_client(server, akid, secret)
+    assert_client_error("AccessDeniedException", alice.create_key, Description="no identity policy yet")
+    policy_file = tmp_path / "identity.json"
+    policy_file.write_text('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}')
+    assert admin_ok(server, host_bin, "put-principal-policy", arn, "--policy-file", policy_file) == {}
     key_id = alice.create_key(Description="admin cli e2e")["KeyMetadata"]["KeyId"]
     blob = alice.encrypt(KeyId=key_id, Plaintext=b"hello")["CiphertextBlob"]
     assert alice.decrypt(CiphertextBlob=blob)["Plaintext"] == b"hello"

@@ -41,7 +41,10 @@ def account(gate_server):
 @pytest.fixture(scope="module")
 def workload(gate_server, account) -> Principal:
     """The principal the workload enclave's requests are signed with."""
-    return make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:role/{unique('workload')}")
+    # Its identity policy allows GenerateRandom (key-less, so IAM-only); the keys' policies name it directly.
+    identity = {"Statement": [{"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*"}]}
+    return make_principal(RawClient(gate_server), gate_server, f"arn:aws:iam::{account}:role/{unique('workload')}",
+                          identity=identity)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def doc(tmp_path, host_bin, gate_server, rsa_keys):
 
 def gate_statements(account: str, workload: Principal, pcrs: dict, actions=("kms:Decrypt", "kms:GenerateDataKey")):
     admin = {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"},
-             "NotAction": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext"],
+             "NotAction": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DeriveSharedSecret"],
              "Resource": "*"}
     admin_encrypt = {"Sid": "AdminEncrypt", "Effect": "Allow",
                      "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"},
@@ -276,7 +279,8 @@ def test_operations_without_recipient_refuse_it(workload, gated_key, doc):
 
 def test_second_unconditional_allow_defeats_the_gate(admin, account, workload, pcrs, doc):
     statements = gate_statements(account, workload, pcrs)
-    loose = {"Sid": "Oops", "Effect": "Allow", "Principal": {"AWS": workload.arn}, "Action": "kms:GenerateDataKey",
+    # The Sid prefix is the author's explicit "this Allow stays open" (else CreateKey refuses the policy).
+    loose = {"Sid": "EnclaveKmsUngatedOops", "Effect": "Allow", "Principal": {"AWS": workload.arn}, "Action": "kms:GenerateDataKey",
              "Resource": "*"}
     key = admin.create_key(Policy=policy(*statements, loose))["KeyMetadata"]["KeyId"]
     # IAM logic: any Allow suffices. Without a Recipient the plaintext comes back: the gate is gone.

@@ -106,6 +106,25 @@ def exercised(tmp_path_factory, host_bin):
             sock.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nX-Leak: " + planted.hex().encode() + b"\0\r\n\r\n")
             assert read_responses(sock)[0][0] == 400
         result.secrets.append(("header value of a refused head", planted))
+        # A principal authorized by an identity policy (and its unique id bound into a key policy): neither its
+        # secret access key nor what it decrypts may show up anywhere.
+        from test_access import call_ok, make_principal, policy
+        from test_protocol import RawClient
+        raw = RawClient(srv)
+        account = call_ok(raw, "EnclaveKms.GetCallerIdentity", {})["Account"]
+        app = make_principal(raw, srv, f"arn:aws:iam::{account}:role/{unique('app')}", identity={
+            "Statement": [{"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*"}]})
+        result.secrets.append(("identity-policy principal's secret access key", app.secret.encode()))
+        bound = kms.create_key(Policy=policy(
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/admin"}, "Action": "kms:*",
+             "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": app.arn}, "Action": "kms:Decrypt", "Resource": "*"}))
+        resp = app.kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")
+        result.secrets.append(("data key by identity policy", resp["Plaintext"]))
+        plaintext = os.urandom(48)
+        blob = kms.encrypt(KeyId=bound["KeyMetadata"]["KeyId"], Plaintext=plaintext)["CiphertextBlob"]
+        assert app.kms.decrypt(CiphertextBlob=blob)["Plaintext"] == plaintext
+        result.secrets.append(("plaintext decrypted through a bound key policy", plaintext))
 
         result.access_key, result.secret_key = srv.credentials()
         result.files_running = read_tree(srv.data_dir)
@@ -122,7 +141,7 @@ def test_store_exists_and_is_scanned(exercised):
         assert files.get("kms.sqlite3"), f"kms.sqlite3 missing or empty; scanned {sorted(files)}"
         assert CREDENTIALS_FILE not in files
         assert files.get("env"), f"the env file is not scanned; scanned {sorted(files)}"
-    assert len(exercised.secrets) == 101
+    assert len(exercised.secrets) == 104
 
 
 def test_no_key_material_in_data_dir_while_running(exercised):

@@ -1,10 +1,11 @@
 //! Principals: the IAM-style users and roles that sign requests, sealed in the store and cached in the enclave.
 //!
-//! A principal is named by its ARN (`arn:aws:iam::ACCOUNT:user/NAME` or `…:role/NAME`, with an optional path) and
-//! may be an *admin*, who manages principals and access keys. Key policies name principals by ARN or account; this
-//! service has no IAM identity policies, so what a key policy grants to an account (`…:root`) it grants to every
-//! principal of that account.
+//! A principal is named by its ARN (`arn:aws:iam::ACCOUNT:user/NAME` or `…:role/NAME`, with an optional path), has a
+//! unique id (`AIDA…` for users, `AROA…` for roles, 21 characters, as IAM) that a re-created principal of the same
+//! ARN does not share, may be an *admin*, who manages principals and access keys, and may have an *identity policy*
+//! (IAM JSON without Principal), evaluated with key policies as AWS does (see [`crate::access::authz`]).
 
+use crate::access::policy::Policy;
 use crate::error::Error;
 use crate::state::store::Records;
 use kms_shared::storage::{MAX_ID_LEN, RecordKind};
@@ -24,9 +25,69 @@ pub struct Principal {
     pub admin: bool,
     /// Epoch seconds.
     pub creation_date: f64,
+    /// The unique id (`AIDA…`/`AROA…`). Records written before ids existed have none stored; [`Principal::loaded`]
+    /// derives one from the ARN and creation date.
+    #[serde(default)]
+    pub id: String,
+    /// The identity policy (IAM JSON), if any.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The identity policy, parsed (filled when the record is read; `None` also when the text no longer parses,
+    /// which then allows nothing).
+    #[serde(skip)]
+    pub identity: Option<Arc<Policy>>,
+}
+
+/// Most distinct principal ARNs one key policy may name (each is looked up when the policy is saved).
+pub const MAX_POLICY_PRINCIPALS: usize = 100;
+
+/// Longest identity policy, in bytes (IAM's limit for a role's inline policies).
+pub const MAX_IDENTITY_POLICY: usize = 10_240;
+
+/// Characters of a unique id after its four-letter prefix (IAM's ids are 21 characters).
+const ID_TAIL: usize = 17;
+const ID_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// A fresh unique id for a principal of `kind` (`user` or `role`).
+fn new_id(kind: &str) -> Result<String, Error> {
+    let mut bytes = [0u8; ID_TAIL];
+    getrandom::fill(&mut bytes).map_err(|_| Error::Internal("random source failed".into()))?;
+    Ok(id_from(kind, &bytes))
+}
+
+fn id_from(kind: &str, bytes: &[u8]) -> String {
+    let mut id = String::with_capacity(4 + ID_TAIL);
+    id.push_str(if kind == "role" { "AROA" } else { "AIDA" });
+    id.extend(
+        bytes.iter().take(ID_TAIL).map(|b| char::from(ID_ALPHABET.get(usize::from(b % 32)).copied().unwrap_or(b'A'))),
+    );
+    id
 }
 
 impl Principal {
+    /// Completes a principal read from the store: a record from before unique ids gets one derived from its ARN and
+    /// creation date (stable across restarts; a principal re-created later gets a random one), and the identity
+    /// policy is parsed.
+    fn loaded(mut self) -> Self {
+        if self.id.is_empty() {
+            use sha2::Digest;
+            let digest = sha2::Sha256::new()
+                .chain_update(b"enclave-kms legacy principal id\0")
+                .chain_update(self.arn.as_bytes())
+                .chain_update(self.creation_date.to_bits().to_be_bytes())
+                .finalize();
+            self.id = id_from(parse_arn(&self.arn).map_or("user", |p| p.kind), &digest);
+        }
+        self.identity = self.policy.as_deref().and_then(|text| match Policy::parse_identity(text) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                tracing::error!(principal = %self.arn, error = %e, "stored identity policy does not parse; it allows nothing");
+                None
+            }
+        });
+        self
+    }
+
     /// The 12-digit account of the principal's ARN.
     pub fn account(&self) -> &str {
         parse_arn(&self.arn).map_or("", |p| p.account)
@@ -57,6 +118,16 @@ impl Caller {
     /// Whether the principal manages principals and access keys.
     pub fn admin(&self) -> bool {
         self.principal.admin
+    }
+
+    /// The principal's unique id.
+    pub fn id(&self) -> &str {
+        &self.principal.id
+    }
+
+    /// The principal's identity policy, parsed (`None`: none, or one that no longer parses).
+    pub fn identity(&self) -> Option<&Policy> {
+        self.principal.identity.as_deref()
     }
 
     /// The access key id the request was signed with.
@@ -144,7 +215,7 @@ impl Principals {
         if p.arn != arn {
             return Err(Error::Internal(format!("principal record {arn} names another principal")));
         }
-        Ok(Some((opened.version, Arc::new(p))))
+        Ok(Some((opened.version, Arc::new(p.loaded()))))
     }
 
     /// Caches a loaded principal unless a newer version is cached or the store's marks know a newer version or its
@@ -159,12 +230,76 @@ impl Principals {
         true
     }
 
+    /// Replaces (`Some`) or removes (`None`) the identity policy of principal `arn` (already checked by
+    /// [`check_identity_policy`]); `NotFoundException` if there is no such principal.
+    pub async fn set_policy(&self, arn: &str, policy: Option<String>) -> Result<(), Error> {
+        for _ in 0..3 {
+            let Some((version, current)) = self.get_versioned(arn).await? else { return Err(principal_not_found(arn)) };
+            let mut next = Principal { policy: policy.clone(), identity: None, ..(*current).clone() };
+            let mut body = Vec::with_capacity(256);
+            ciborium::into_writer(&next, &mut body).map_err(|e| Error::Internal(e.to_string()))?;
+            match self.records.put(RecordKind::Principal, arn, Some(version), &body).await {
+                Ok(v) => {
+                    next = next.loaded();
+                    let _ = self.install((v, Arc::new(next)));
+                    return Ok(());
+                }
+                Err(crate::state::store::StoreError::Host(kms_shared::storage::StorageError::Conflict)) => {
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.remove(arn);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal(format!("principal {arn}: too many concurrent updates")))
+    }
+
+    /// Resolves the principal ARNs `policy` names to the unique ids of the principals that have them now, for
+    /// [`Policy::bind`]: what AWS does when a key policy is saved. An IAM user or role ARN naming no principal makes
+    /// the policy malformed (AWS: "invalid principals"); other ARNs (STS sessions) stay unbound and match no caller.
+    pub async fn bindings(&self, policy: &Policy) -> Result<crate::access::policy::Bindings, Error> {
+        let arns = policy.principal_arns();
+        if arns.len() > MAX_POLICY_PRINCIPALS {
+            return Err(Error::MalformedPolicyDocument(format!(
+                "The policy names {} principal ARNs; the limit is {MAX_POLICY_PRINCIPALS}",
+                arns.len()
+            )));
+        }
+        let mut out = crate::access::policy::Bindings::new();
+        for arn in arns {
+            if parse_arn(arn).is_none() {
+                continue;
+            }
+            match self.get(arn).await? {
+                Some(p) => {
+                    out.insert(arn.to_owned(), p.id.clone());
+                }
+                None => {
+                    let shown: String = arn.chars().take(128).collect();
+                    return Err(Error::MalformedPolicyDocument(format!(
+                        "Policy contains a statement with one or more invalid principals: {shown} does not exist"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates a principal; `AlreadyExistsException` if it exists.
     pub async fn create(&self, arn: &str, admin: bool, now: f64) -> Result<Principal, Error> {
         if parse_arn(arn).is_none() {
             return Err(invalid_arn(arn));
         }
-        let p = Principal { arn: arn.to_owned(), admin, creation_date: now };
+        let kind = parse_arn(arn).map_or("user", |p| p.kind);
+        let p = Principal {
+            arn: arn.to_owned(),
+            admin,
+            creation_date: now,
+            id: new_id(kind)?,
+            policy: None,
+            identity: None,
+        };
         let mut body = Vec::with_capacity(128);
         ciborium::into_writer(&p, &mut body).map_err(|e| Error::Internal(e.to_string()))?;
         // A record that exists (or existed and comes back) makes the CAS fail: the principal exists.
@@ -198,7 +333,7 @@ impl Principals {
             let page = self.records.list(RecordKind::Principal, after.as_deref(), 1000).await?;
             for (id, opened) in &page.records {
                 match ciborium::from_reader::<Principal, _>(&opened.body[..]) {
-                    Ok(p) if p.arn == *id => out.push(p),
+                    Ok(p) if p.arn == *id => out.push(p.loaded()),
                     _ => self.records.skip(RecordKind::Principal, id, &"undecodable or names another principal"),
                 }
             }
@@ -208,6 +343,17 @@ impl Principals {
             }
         }
     }
+}
+
+/// Checks an identity policy: IAM JSON without Principal, at most [`MAX_IDENTITY_POLICY`] bytes, with the same
+/// grammar and condition keys as key policies. `MalformedPolicyDocumentException` otherwise.
+pub fn check_identity_policy(text: &str) -> Result<Policy, Error> {
+    if text.is_empty() || text.len() > MAX_IDENTITY_POLICY {
+        return Err(Error::MalformedPolicyDocument(format!(
+            "An identity policy must be between 1 and {MAX_IDENTITY_POLICY} bytes long"
+        )));
+    }
+    Ok(Policy::parse_identity(text)?)
 }
 
 /// ValidationException for a principal ARN of the wrong shape.
@@ -264,5 +410,65 @@ mod tests {
         }
         let long = format!("arn:aws:iam::111122223333:user/{}", "a".repeat(65));
         assert!(parse_arn(&long).is_none());
+    }
+
+    #[test]
+    fn unique_ids_look_like_iam_ids() {
+        let user = new_id("user").unwrap();
+        let role = new_id("role").unwrap();
+        assert!(user.starts_with("AIDA") && role.starts_with("AROA"));
+        for id in [&user, &role] {
+            assert_eq!(id.len(), 21);
+            assert!(id.bytes().all(|b| ID_ALPHABET.contains(&b)), "{id}");
+        }
+        assert_ne!(new_id("user").unwrap(), user, "random");
+    }
+
+    #[test]
+    fn records_from_before_ids_get_a_stable_derived_id() {
+        // A record as written before ids and identity policies existed: three fields.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            arn: &'a str,
+            admin: bool,
+            creation_date: f64,
+        }
+        let decode = |arn: &str, creation_date: f64| {
+            let mut body = Vec::new();
+            ciborium::into_writer(&Old { arn, admin: false, creation_date }, &mut body).unwrap();
+            ciborium::from_reader::<Principal, _>(&body[..]).unwrap().loaded()
+        };
+        let a = decode("arn:aws:iam::111122223333:role/app", 1.0);
+        assert!(a.id.starts_with("AROA") && a.id.len() == 21 && a.policy.is_none() && a.identity.is_none());
+        assert_eq!(decode("arn:aws:iam::111122223333:role/app", 1.0).id, a.id, "stable across reads");
+        assert_ne!(decode("arn:aws:iam::111122223333:role/app", 2.0).id, a.id, "a re-created one differs");
+    }
+
+    #[test]
+    fn identity_policies_are_parsed_on_load_and_checked_on_write() {
+        let text = r#"{"Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}]}"#;
+        let p = Principal {
+            arn: "arn:aws:iam::111122223333:user/a".into(),
+            admin: false,
+            creation_date: 1.0,
+            id: "AIDAAAAAAAAAAAAAAAAAA".into(),
+            policy: Some(text.into()),
+            identity: None,
+        }
+        .loaded();
+        assert!(p.identity.is_some() && p.id == "AIDAAAAAAAAAAAAAAAAAA");
+        assert!(check_identity_policy(text).is_ok());
+        for bad in [
+            "",
+            r#"{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}"#,
+            r#"{"Statement": [{"Effect": "Allow", "NotPrincipal": {"AWS": "111122223333"}, "Action": "kms:*", "Resource": "*"}]}"#,
+        ] {
+            assert!(matches!(check_identity_policy(bad), Err(Error::MalformedPolicyDocument(_))), "{bad}");
+        }
+        let long = format!(
+            r#"{{"Statement": [{{"Sid": "{}", "Effect": "Allow", "Action": "kms:*", "Resource": "*"}}]}}"#,
+            "a".repeat(MAX_IDENTITY_POLICY)
+        );
+        assert!(matches!(check_identity_policy(&long), Err(Error::MalformedPolicyDocument(_))));
     }
 }

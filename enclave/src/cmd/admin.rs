@@ -3,7 +3,7 @@
 
 use super::{required, respond};
 use crate::access::authz::authorize_admin;
-use crate::access::principals::{Caller, invalid_arn, parse_arn, principal_not_found};
+use crate::access::principals::{Caller, check_identity_policy, invalid_arn, parse_arn, principal_not_found};
 use crate::error::Error;
 use crate::service::Service;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,13 @@ pub struct PrincipalRequest {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+pub struct PrincipalPolicyRequest {
+    principal_arn: Option<String>,
+    policy_document: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct AccessKeyRequest {
     access_key_id: Option<String>,
 }
@@ -28,7 +35,9 @@ pub struct AccessKeyRequest {
 #[serde(rename_all = "PascalCase")]
 struct PrincipalOut<'a> {
     principal_arn: &'a str,
+    principal_id: &'a str,
     admin: bool,
+    has_policy: bool,
     creation_date: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_key_ids: Option<Vec<&'a str>>,
@@ -47,8 +56,14 @@ pub async fn create_principal(svc: &Service, caller: &Caller, req: PrincipalRequ
     let (arn, admin) = arn_of(req)?;
     let p = svc.principals.create(&arn, admin, svc.clock.now_secs()).await?;
     tracing::info!(principal = %arn, admin, by = %caller.arn(), "principal created");
-    let out =
-        PrincipalOut { principal_arn: &p.arn, admin: p.admin, creation_date: p.creation_date, access_key_ids: None };
+    let out = PrincipalOut {
+        principal_arn: &p.arn,
+        principal_id: &p.id,
+        admin: p.admin,
+        has_policy: p.policy.is_some(),
+        creation_date: p.creation_date,
+        access_key_ids: None,
+    };
     respond(serde_json::json!({ "Principal": out }))
 }
 
@@ -83,7 +98,9 @@ pub async fn list_principals(svc: &Service, caller: &Caller) -> Result<Vec<u8>, 
         .iter()
         .map(|p| PrincipalOut {
             principal_arn: &p.arn,
+            principal_id: &p.id,
             admin: p.admin,
+            has_policy: p.policy.is_some(),
             creation_date: p.creation_date,
             access_key_ids: Some(keys.iter().filter(|(_, o, _)| *o == p.arn).map(|(id, _, _)| id.as_str()).collect()),
         })
@@ -148,6 +165,62 @@ pub fn get_caller_identity(_svc: &Service, caller: &Caller) -> Result<Vec<u8>, E
         "Arn": caller.arn(),
         "Account": caller.account(),
         "AccessKeyId": caller.access_key_id(),
+        "UserId": caller.id(),
         "Admin": caller.admin(),
     }))
+}
+
+fn policy_target(arn: Option<String>) -> Result<String, Error> {
+    let arn = required(arn, "principalArn")?;
+    if parse_arn(&arn).is_none() {
+        return Err(invalid_arn(&arn));
+    }
+    Ok(arn)
+}
+
+/// Attaches (replacing any) the identity policy of a principal.
+pub async fn put_principal_policy(
+    svc: &Service,
+    caller: &Caller,
+    req: PrincipalPolicyRequest,
+) -> Result<Vec<u8>, Error> {
+    authorize_admin(caller, "EnclaveKms:PutPrincipalPolicy")?;
+    let arn = policy_target(req.principal_arn)?;
+    let text = required(req.policy_document, "policyDocument")?;
+    check_identity_policy(&text)?;
+    svc.principals.set_policy(&arn, Some(text)).await?;
+    tracing::info!(principal = %arn, by = %caller.arn(), "identity policy attached");
+    Ok(b"{}".to_vec())
+}
+
+/// The identity policy of a principal; `NotFoundException` if it has none.
+pub async fn get_principal_policy(
+    svc: &Service,
+    caller: &Caller,
+    req: PrincipalPolicyRequest,
+) -> Result<Vec<u8>, Error> {
+    authorize_admin(caller, "EnclaveKms:GetPrincipalPolicy")?;
+    let arn = policy_target(req.principal_arn)?;
+    let Some(p) = svc.principals.get(&arn).await? else { return Err(principal_not_found(&arn)) };
+    let Some(policy) = p.policy.as_deref() else {
+        return Err(Error::NotFound(format!("Principal {arn} has no identity policy")));
+    };
+    respond(serde_json::json!({ "PrincipalArn": arn, "PrincipalId": p.id, "PolicyDocument": policy }))
+}
+
+/// Removes the identity policy of a principal; `NotFoundException` if it has none.
+pub async fn delete_principal_policy(
+    svc: &Service,
+    caller: &Caller,
+    req: PrincipalPolicyRequest,
+) -> Result<Vec<u8>, Error> {
+    authorize_admin(caller, "EnclaveKms:DeletePrincipalPolicy")?;
+    let arn = policy_target(req.principal_arn)?;
+    let Some(p) = svc.principals.get(&arn).await? else { return Err(principal_not_found(&arn)) };
+    if p.policy.is_none() {
+        return Err(Error::NotFound(format!("Principal {arn} has no identity policy")));
+    }
+    svc.principals.set_policy(&arn, None).await?;
+    tracing::info!(principal = %arn, by = %caller.arn(), "identity policy removed");
+    Ok(b"{}".to_vec())
 }

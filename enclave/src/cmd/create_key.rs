@@ -212,9 +212,12 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     let (policy, parsed) = policy(req.policy, svc)?;
     let tags = tags(req.tags)?;
     let (key_id, _) = crate::state::ids::new_key_id()?;
+    let bindings = svc.principals.bindings(&parsed).await?;
+    let parsed = parsed.bind(Some(std::sync::Arc::new(bindings.clone())));
     if custom_policy && req.bypass_policy_lockout_safety_check != Some(true) {
         crate::access::authz::check_lockout(caller, &parsed, &svc.scope.key_arn(&key_id))?;
     }
+    crate::access::authz::check_attestation_gate(&parsed, &svc.scope.key_arn(&key_id))?;
     let meta = KeyMeta {
         key_id,
         creation_date: svc.clock.now_secs(),
@@ -231,6 +234,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         next_rotation_date: None,
         rotations: Vec::new(),
         imported: None,
+        policy_principals: Some(bindings),
     };
     // RSA generation is bounded per vCPU and per principal (ThrottlingException past the principal's limit).
     let _ticket =

@@ -34,6 +34,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     if req.custom_key_store_id.is_some() {
         return Err(Error::UnsupportedOperation("Custom key stores are not supported by this key service".into()));
     }
+    crate::access::authz::authorize_account(svc, caller, "kms:GenerateRandom")?;
     let recipient = super::recipient::verify(svc, caller, req.recipient)?;
     let mut bytes = Zeroizing::new(vec![0u8; usize::try_from(n).unwrap_or(0)]);
     getrandom::fill(&mut bytes).map_err(|_| Error::Internal("random source failed".into()))?;

@@ -71,12 +71,16 @@ pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<
         c.set("kms:BypassPolicyLockoutSafetyCheck", if bypass { "true" } else { "false" });
     })
     .await?;
+    let bindings = svc.principals.bindings(&parsed).await?;
+    let parsed = parsed.bind(Some(std::sync::Arc::new(bindings.clone())));
     if !bypass {
         crate::access::authz::check_lockout(caller, &parsed, &key.arn)?;
     }
+    crate::access::authz::check_attestation_gate(&parsed, &key.arn)?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.meta.policy = crate::state::keys::shared_policy(&policy);
+            key.meta.policy_principals = Some(bindings.clone());
             Ok(())
         })
         .await?;

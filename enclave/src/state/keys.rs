@@ -201,6 +201,10 @@ pub struct KeyMeta {
     /// Imported material (Origin EXTERNAL), once any was imported.
     #[serde(default)]
     pub imported: Option<Imported>,
+    /// The unique ids of the principals the key policy names by ARN, resolved when the policy was saved
+    /// (`crate::access::policy::Policy::bind`). `None` for a policy saved before ids existed (ARNs compared alone).
+    #[serde(default)]
+    pub policy_principals: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The last policy text made shared by [`shared_policy`].

@@ -171,6 +171,25 @@ fn typed_values(op: Operator, raw: Vec<String>, key: &str) -> Result<Values, Pol
 }
 
 impl Condition {
+    /// The checks a policy being written must also pass (stored policies are read without them, so that a policy
+    /// accepted before they existed keeps its meaning and can still be replaced): the key is one this service sets,
+    /// and wildcard values are bounded.
+    pub(crate) fn check_new_rules(&self) -> Result<(), PolicyError> {
+        if !super::keys::is_supported(&self.key) {
+            return Err(malformed(format!(
+                "Condition key {} is not supported by this key service: it is never set, so a condition on it would \
+                 never apply as written",
+                truncate(&self.key)
+            )));
+        }
+        if let (Values::Strings(vs), Operator::StringLike | Operator::ArnLike) = (&self.values, self.operator) {
+            for v in vs {
+                super::document::check_pattern_len(v, &format!("Condition key {}", truncate(&self.key)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The operator (before negation).
     pub fn operator(&self) -> Operator {
         self.operator

@@ -5,6 +5,8 @@ use super::condition::{self, Condition};
 use super::json::{self, Json, truncate};
 use super::wildcard;
 use super::{PolicyError, RequestContext, keys};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Most statements in one policy (a 32 KiB document cannot hold many more anyway).
 const MAX_STATEMENTS: usize = 1000;
@@ -18,12 +20,27 @@ pub enum Version {
     V2008_10_17,
 }
 
-/// A parsed key policy.
+/// A parsed key policy (or identity policy, [`Policy::parse_identity`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     version: Option<Version>,
     id: Option<String>,
     statements: Vec<Statement>,
+    /// Principal ARN → unique id of the principal that had that ARN when the policy was saved ([`Policy::bind`]).
+    /// `None`: unbound (ARNs are compared alone).
+    bindings: Option<Arc<Bindings>>,
+}
+
+/// Principal ARN → unique principal id, as resolved when a key policy was saved.
+pub type Bindings = BTreeMap<String, String>;
+
+/// Which kind of document [`Policy::parse`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A key (resource) policy: every statement names a Principal or NotPrincipal.
+    Key,
+    /// An identity policy: attached to one principal, so no statement may name a Principal.
+    Identity,
 }
 
 /// Allow or Deny.
@@ -87,6 +104,81 @@ fn malformed(msg: impl Into<String>) -> PolicyError {
 impl Policy {
     /// Parses and validates a key policy document. Every refusal is a [`PolicyError`].
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Self::parse_as(text, Kind::Key)?.checked()
+    }
+
+    /// Parses a key policy read back from the store: as [`Policy::parse`] without the checks added after policies
+    /// were first stored (supported condition keys, pattern length), so an older policy keeps the meaning it had
+    /// (a condition on a key never set stays false) and the key stays manageable until its policy is put again.
+    pub fn parse_stored(text: &str) -> Result<Policy, PolicyError> {
+        Self::parse_as(text, Kind::Key)
+    }
+
+    /// The checks of a policy being written: condition keys the service sets, bounded wildcard patterns.
+    fn checked(self) -> Result<Policy, PolicyError> {
+        for st in &self.statements {
+            let patterns: &[String] = match &st.action {
+                ActionBlock::Action(l) | ActionBlock::NotAction(l) => l,
+            };
+            for a in patterns {
+                check_pattern_len(a, "Action")?;
+            }
+            let patterns: &[String] = match &st.resource {
+                ResourceBlock::Resource(l) | ResourceBlock::NotResource(l) => l,
+            };
+            for r in patterns {
+                check_pattern_len(r, "Resource")?;
+            }
+            for c in &st.conditions {
+                c.check_new_rules()?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Parses and validates an identity policy (IAM JSON attached to a principal): as a key policy, except that no
+    /// statement may have a Principal or NotPrincipal (the principal is the one the policy is attached to).
+    pub fn parse_identity(text: &str) -> Result<Policy, PolicyError> {
+        Self::parse_as(text, Kind::Identity)?.checked()
+    }
+
+    /// Ties every principal ARN the policy names to the unique id in `bindings` (resolved when the policy was
+    /// saved): an ARN entry then matches a caller with that ARN *and* that id, so a principal deleted and re-created
+    /// under the same ARN is not the one the policy named. An ARN without a binding then matches no caller.
+    pub fn bind(mut self, bindings: Option<Arc<Bindings>>) -> Self {
+        self.bindings = bindings;
+        self
+    }
+
+    /// The IAM/STS principal ARNs the statements name (Principal and NotPrincipal), each once.
+    pub fn principal_arns(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .statements
+            .iter()
+            .flat_map(|s| match &s.principal {
+                PrincipalBlock::Principal(l) | PrincipalBlock::NotPrincipal(l) => l.iter(),
+            })
+            .filter_map(|e| match e {
+                PrincipalEntry::Arn(a) => Some(a.as_str()),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Whether some statement has a Condition (else a decision needs no condition keys).
+    pub fn conditional(&self) -> bool {
+        self.statements.iter().any(|s| !s.conditions.is_empty())
+    }
+
+    /// The binding of principal entry `arn`, if the policy is bound.
+    pub(crate) fn bindings(&self) -> Option<&Bindings> {
+        self.bindings.as_deref()
+    }
+
+    fn parse_as(text: &str, kind: Kind) -> Result<Policy, PolicyError> {
         let Json::Object(members) = json::parse(text)? else {
             return Err(malformed("The policy document must be a JSON object"));
         };
@@ -123,13 +215,14 @@ impl Policy {
                     if list.len() > MAX_STATEMENTS {
                         return Err(malformed(format!("The policy has more than {MAX_STATEMENTS} statements")));
                     }
-                    statements = Some(list.into_iter().map(Statement::parse).collect::<Result<Vec<_>, _>>()?);
+                    statements =
+                        Some(list.into_iter().map(|v| Statement::parse(v, kind)).collect::<Result<Vec<_>, _>>()?);
                 }
                 other => return Err(malformed(format!("Unknown policy element \"{}\"", truncate(other)))),
             }
         }
         let statements = statements.ok_or_else(|| malformed("The policy has no Statement"))?;
-        Ok(Policy { version, id, statements })
+        Ok(Policy { version, id, statements, bindings: None })
     }
 
     /// The Version element, if present.
@@ -149,7 +242,7 @@ impl Policy {
 }
 
 impl Statement {
-    fn parse(value: Json) -> Result<Statement, PolicyError> {
+    fn parse(value: Json, kind: Kind) -> Result<Statement, PolicyError> {
         let Json::Object(members) = value else {
             return Err(malformed(format!("A statement must be an object, not {}", value.kind())));
         };
@@ -171,6 +264,11 @@ impl Statement {
                         Json::String(s) if s == "Deny" => Effect::Deny,
                         _ => return Err(malformed("Effect must be \"Allow\" or \"Deny\"")),
                     })
+                }
+                "Principal" | "NotPrincipal" if kind == Kind::Identity => {
+                    return Err(malformed(format!(
+                        "An identity policy cannot have a {name}: it applies to the principal it is attached to"
+                    )));
                 }
                 "Principal" | "NotPrincipal" => {
                     if principal.is_some() {
@@ -215,8 +313,11 @@ impl Statement {
         Ok(Statement {
             sid,
             effect: effect.ok_or_else(|| malformed("A statement has no Effect"))?,
-            principal: principal
-                .ok_or_else(|| malformed("A statement in a key policy must have a Principal or NotPrincipal"))?,
+            principal: match kind {
+                Kind::Identity => PrincipalBlock::Principal(vec![PrincipalEntry::Anyone]),
+                Kind::Key => principal
+                    .ok_or_else(|| malformed("A statement in a key policy must have a Principal or NotPrincipal"))?,
+            },
             action: action.ok_or_else(|| malformed("A statement must have an Action or NotAction"))?,
             resource: resource.ok_or_else(|| malformed("A statement must have a Resource or NotResource"))?,
             conditions,
@@ -260,7 +361,12 @@ impl Statement {
     /// operator (`…IfExists`, `Null`, a negated operator would otherwise be satisfied by the key's absence). `Deny`
     /// statements keep IAM's logic, so `StringNotEquals…` on such a key still denies requests without a document.
     pub fn matches(&self, req: &RequestContext) -> bool {
-        self.principal.matches(req)
+        self.matches_bound(req, None)
+    }
+
+    /// [`Statement::matches`] with the policy's principal bindings ([`Policy::bind`]).
+    pub fn matches_bound(&self, req: &RequestContext, bindings: Option<&Bindings>) -> bool {
+        self.principal.matches(req, bindings)
             && self.action.matches(req.action())
             && self.resource.matches(req.resource())
             && !(self.effect == Effect::Allow && self.names_recipient_attestation() && !req.has_recipient())
@@ -268,26 +374,44 @@ impl Statement {
     }
 
     /// Whether a condition of this statement names a `kms:RecipientAttestation:*` key.
-    fn names_recipient_attestation(&self) -> bool {
-        self.conditions.iter().any(|c| {
-            c.key()
-                .get(..keys::RECIPIENT_ATTESTATION_PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(keys::RECIPIENT_ATTESTATION_PREFIX))
-        })
+    pub fn names_recipient_attestation(&self) -> bool {
+        self.conditions.iter().any(|c| keys::is_recipient_attestation(c.key()))
     }
 }
 
 impl PrincipalBlock {
-    fn matches(&self, req: &RequestContext) -> bool {
+    fn matches(&self, req: &RequestContext, bindings: Option<&Bindings>) -> bool {
         match self {
-            PrincipalBlock::Principal(list) => list.iter().any(|p| p.matches(req)),
-            PrincipalBlock::NotPrincipal(list) => !list.iter().any(|p| p.matches(req)),
+            PrincipalBlock::Principal(list) => list.iter().any(|p| p.matches_bound(req, bindings)),
+            PrincipalBlock::NotPrincipal(list) => !list.iter().any(|p| p.matches_bound(req, bindings)),
+        }
+    }
+
+    /// Whether the caller is named by something other than its account (its ARN, `*`, or a NotPrincipal that does
+    /// not exclude it): such a key-policy Allow suffices without an identity-policy Allow (same account).
+    pub fn names_directly(&self, req: &RequestContext, bindings: Option<&Bindings>) -> bool {
+        match self {
+            PrincipalBlock::Principal(list) => {
+                list.iter().any(|p| !matches!(p, PrincipalEntry::Account(_)) && p.matches_bound(req, bindings))
+            }
+            PrincipalBlock::NotPrincipal(_) => self.matches(req, bindings),
         }
     }
 }
 
 impl PrincipalEntry {
-    /// Whether the caller in `req` is this principal.
+    /// [`PrincipalEntry::matches`], and for an ARN of a bound policy, the caller's unique id is the one the ARN was
+    /// bound to.
+    pub fn matches_bound(&self, req: &RequestContext, bindings: Option<&Bindings>) -> bool {
+        match (self, bindings) {
+            (PrincipalEntry::Arn(arn), Some(b)) => {
+                self.matches(req) && b.get(arn).is_some_and(|id| !id.is_empty() && id == req.principal_id())
+            }
+            _ => self.matches(req),
+        }
+    }
+
+    /// Whether the caller in `req` is this principal (by ARN alone).
     pub fn matches(&self, req: &RequestContext) -> bool {
         match self {
             PrincipalEntry::Anyone => true,
@@ -317,7 +441,8 @@ fn role_session_matches(role: &str, caller: &str) -> bool {
 }
 
 impl ActionBlock {
-    fn matches(&self, action: &str) -> bool {
+    /// Whether `action` is covered (Action) or not excluded (NotAction).
+    pub fn matches(&self, action: &str) -> bool {
         let any = |list: &[String]| list.iter().any(|p| wildcard::matches_ignore_case(p, action));
         match self {
             ActionBlock::Action(list) => any(list),
@@ -327,7 +452,8 @@ impl ActionBlock {
 }
 
 impl ResourceBlock {
-    fn matches(&self, resource: &str) -> bool {
+    /// Whether `resource` is covered (Resource) or not excluded (NotResource).
+    pub fn matches(&self, resource: &str) -> bool {
         let any = |list: &[String]| list.iter().any(|p| wildcard::matches(p, resource));
         match self {
             ResourceBlock::Resource(list) => any(list),
@@ -374,6 +500,18 @@ fn check_resource(r: &str) -> Result<(), PolicyError> {
     } else {
         Err(malformed(format!("Invalid resource \"{}\": must be \"*\" or an ARN", truncate(r))))
     }
+}
+
+/// Refuses a wildcard pattern longer than [`wildcard::MAX_PATTERN_CHARS`] (matching cost grows with it).
+pub(crate) fn check_pattern_len(p: &str, element: &str) -> Result<(), PolicyError> {
+    if p.chars().count() > wildcard::MAX_PATTERN_CHARS {
+        return Err(malformed(format!(
+            "{element} pattern \"{}…\" is longer than {} characters",
+            truncate(p),
+            wildcard::MAX_PATTERN_CHARS
+        )));
+    }
+    Ok(())
 }
 
 fn parse_principal(value: Json) -> Result<Vec<PrincipalEntry>, PolicyError> {

@@ -22,6 +22,7 @@
 
 mod condition;
 mod document;
+mod gate;
 mod json;
 pub mod wildcard;
 
@@ -31,7 +32,10 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use condition::{Condition, Operator, SetQualifier};
-pub use document::{ActionBlock, Effect, Policy, PrincipalBlock, PrincipalEntry, ResourceBlock, Statement, Version};
+pub use document::{
+    ActionBlock, Bindings, Effect, Policy, PrincipalBlock, PrincipalEntry, ResourceBlock, Statement, Version,
+};
+pub use gate::{RELEASING, UNGATED_SID_PREFIX, evaluate_gated, release_gaps};
 pub use json::{MAX_DEPTH, MAX_POLICY_BYTES};
 
 /// Why a policy document was refused. Every variant is `MalformedPolicyDocumentException` to the caller; messages
@@ -92,10 +96,78 @@ pub mod keys {
     pub const RECIPIENT_IMAGE_SHA384: &str = "kms:RecipientAttestation:ImageSha384";
     /// Prefix of `kms:RecipientAttestation:PCR0` .. `PCR31`, lower-case hex.
     pub const RECIPIENT_PCR_PREFIX: &str = "kms:RecipientAttestation:PCR";
-    /// The AWS service that made the request on the caller's behalf.
-    pub const VIA_SERVICE: &str = "kms:ViaService";
     /// The alias the request named the key by.
     pub const REQUEST_ALIAS: &str = "kms:RequestAlias";
+    /// The caller's unique principal id (`AIDA…` for users, `AROA…` for roles).
+    pub const USER_ID: &str = "aws:userid";
+
+    /// Condition keys this service sets on some request, lower-case. A policy may name only these (and the
+    /// [`SUPPORTED_PREFIXES`]): a condition on a key that is never set would silently never apply as written (a
+    /// `Deny` on `aws:SourceVpce` would never fire), so such a policy is refused.
+    pub const SUPPORTED: &[&str] = &[
+        // Every request (RequestContext::new and authz::common).
+        "aws:principalarn",
+        "aws:principalaccount",
+        "kms:calleraccount",
+        "aws:securetransport",
+        "aws:epochtime",
+        "aws:currenttime",
+        "aws:principaltype",
+        "aws:username",
+        "aws:userid",
+        "kms:keyorigin",
+        "kms:keyspec",
+        "kms:keyusage",
+        "kms:multiregion",
+        // Per operation.
+        "kms:requestalias",
+        "kms:encryptioncontextkeys",
+        "aws:tagkeys",
+        "kms:encryptionalgorithm",
+        "kms:reencryptonsamekey",
+        "kms:bypasspolicylockoutsafetycheck",
+        "kms:datakeypairspec",
+        "kms:expirationmodel",
+        "kms:keyagreementalgorithm",
+        "kms:macalgorithm",
+        "kms:messagetype",
+        "kms:rotationperiodindays",
+        "kms:schedulekeydeletionpendingwindowindays",
+        "kms:signingalgorithm",
+        "kms:validto",
+        "kms:wrappingalgorithm",
+        "kms:wrappingkeyspec",
+        "kms:recipientattestation:imagesha384",
+        "enclavekms:recipientservernonce",
+    ];
+
+    /// Prefixes of condition-key families this service sets, lower-case (`kms:RecipientAttestation:PCRn` is
+    /// checked on its own: n ≤ 31).
+    pub const SUPPORTED_PREFIXES: &[&str] = &["kms:encryptioncontext:", "aws:resourcetag/", "aws:requesttag/"];
+
+    /// Whether `key` (any spelling) is one of the `kms:RecipientAttestation:*` keys.
+    pub fn is_recipient_attestation(key: &str) -> bool {
+        key.get(..RECIPIENT_ATTESTATION_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RECIPIENT_ATTESTATION_PREFIX))
+    }
+
+    /// Whether the service ever sets condition key `key` (any spelling).
+    pub fn is_supported(key: &str) -> bool {
+        let k = key.to_lowercase();
+        if SUPPORTED.contains(&k.as_str()) {
+            return true;
+        }
+        if let Some(rest) = SUPPORTED_PREFIXES.iter().find_map(|p| k.strip_prefix(p)) {
+            return !rest.is_empty();
+        }
+        k.strip_prefix("kms:recipientattestation:pcr").is_some_and(|n| {
+            !n.is_empty()
+                && n.len() <= 2
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && n.parse::<u32>().is_ok_and(|n| n <= super::MAX_RECIPIENT_PCR)
+                && (n == "0" || !n.starts_with('0'))
+        })
+    }
 }
 
 /// Highest PCR index a `kms:RecipientAttestation:PCRn` key names.
@@ -105,6 +177,8 @@ pub const MAX_RECIPIENT_PCR: u32 = 31;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     principal_arn: String,
+    /// The caller's unique id (empty when unknown: then no bound ARN entry matches it).
+    principal_id: String,
     principal_account: String,
     action: String,
     resource: String,
@@ -123,6 +197,7 @@ impl RequestContext {
     ) -> Self {
         let mut ctx = RequestContext {
             principal_arn: principal_arn.into(),
+            principal_id: String::new(),
             principal_account: principal_account.into(),
             action: action.into(),
             resource: resource.into(),
@@ -208,6 +283,18 @@ impl RequestContext {
         self.values(keys::RECIPIENT_IMAGE_SHA384).is_some()
     }
 
+    /// Sets the caller's unique id (`AIDA…`/`AROA…`): what a bound policy's ARN entries are checked against. The
+    /// condition key `aws:userid` is set apart (only when a policy has conditions).
+    pub fn set_principal_id(&mut self, id: &str) -> &mut Self {
+        id.clone_into(&mut self.principal_id);
+        self
+    }
+
+    /// The caller's unique id (empty if not set).
+    pub fn principal_id(&self) -> &str {
+        &self.principal_id
+    }
+
     /// The caller's ARN.
     pub fn principal_arn(&self) -> &str {
         &self.principal_arn
@@ -236,15 +323,25 @@ impl RequestContext {
 
 /// Decides `request` against `policy`: explicit Deny, else Allow, else NotAllowed.
 pub fn evaluate(policy: &Policy, request: &RequestContext) -> Decision {
-    let mut allowed = false;
+    evaluate_key_policy(policy, request).0
+}
+
+/// [`evaluate`], and whether an Allow names the caller directly (by ARN or `*`, not only through its account): for
+/// a caller of the key's account that suffices without an identity-policy Allow, as in AWS.
+pub fn evaluate_key_policy(policy: &Policy, request: &RequestContext) -> (Decision, bool) {
+    let bindings = policy.bindings();
+    let (mut allowed, mut direct) = (false, false);
     for st in policy.statements() {
-        if !st.matches(request) {
+        if !st.matches_bound(request, bindings) {
             continue;
         }
         match st.effect() {
-            Effect::Deny => return Decision::Deny,
-            Effect::Allow => allowed = true,
+            Effect::Deny => return (Decision::Deny, false),
+            Effect::Allow => {
+                allowed = true;
+                direct = direct || st.principal().names_directly(request, bindings);
+            }
         }
     }
-    if allowed { Decision::Allow } else { Decision::NotAllowed }
+    (if allowed { Decision::Allow } else { Decision::NotAllowed }, direct)
 }

@@ -191,36 +191,36 @@ fn parse_accepts() {
         json!({"Statement": [base(json!({"Resource": ["arn:aws:kms:*:111122223333:key/*", KEY]}))]}),
         json!({"Statement": [base(json!({"Condition": {}}))]}),
         json!({"Statement": [base(json!({"Condition": {
-            "StringEquals": {"kms:CallerAccount": ACCT, "kms:ViaService": ["s3.us-east-1.amazonaws.com"]},
-            "StringNotEquals": {"a:b": "c"},
+            "StringEquals": {"kms:CallerAccount": ACCT, "kms:RequestAlias": ["alias/x"]},
+            "StringNotEquals": {"kms:EncryptionContext:ab": "c"},
             "StringEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": "AB"},
-            "StringNotEqualsIgnoreCase": {"a:b": "c"},
+            "StringNotEqualsIgnoreCase": {"kms:EncryptionContext:ab": "c"},
             "StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/*"},
-            "StringNotLike": {"a:b": "c*"},
-            "StringEqualsIfExists": {"a:b": "c"},
-            "NumericEquals": {"a:n": 5},
-            "NumericNotEquals": {"a:n": "5"},
-            "NumericLessThan": {"a:n": 5.5},
-            "NumericLessThanEquals": {"a:n": -1},
-            "NumericGreaterThan": {"a:n": "1e3"},
-            "NumericGreaterThanEquals": {"a:n": [1, 2]},
-            "DateEquals": {"a:d": "2026-01-01T00:00:00Z"},
-            "DateNotEquals": {"a:d": 1767225600},
-            "DateLessThan": {"a:d": "2026-01-01"},
-            "DateLessThanEquals": {"a:d": "2026-01-01T00:00:00.123+01:00"},
-            "DateGreaterThan": {"a:d": "1767225600"},
-            "DateGreaterThanEquals": {"a:d": "2026-01-01T00:00Z"},
+            "StringNotLike": {"kms:EncryptionContext:ab": "c*"},
+            "StringEqualsIfExists": {"kms:EncryptionContext:ab": "c"},
+            "NumericEquals": {"kms:EncryptionContext:n": 5},
+            "NumericNotEquals": {"kms:EncryptionContext:n": "5"},
+            "NumericLessThan": {"kms:EncryptionContext:n": 5.5},
+            "NumericLessThanEquals": {"kms:EncryptionContext:n": -1},
+            "NumericGreaterThan": {"kms:EncryptionContext:n": "1e3"},
+            "NumericGreaterThanEquals": {"kms:EncryptionContext:n": [1, 2]},
+            "DateEquals": {"kms:EncryptionContext:d": "2026-01-01T00:00:00Z"},
+            "DateNotEquals": {"kms:EncryptionContext:d": 1767225600},
+            "DateLessThan": {"kms:EncryptionContext:d": "2026-01-01"},
+            "DateLessThanEquals": {"kms:EncryptionContext:d": "2026-01-01T00:00:00.123+01:00"},
+            "DateGreaterThan": {"kms:EncryptionContext:d": "1767225600"},
+            "DateGreaterThanEquals": {"kms:EncryptionContext:d": "2026-01-01T00:00Z"},
             "Bool": {"aws:SecureTransport": true},
-            "BoolIfExists": {"aws:MultiFactorAuthPresent": "false"},
+            "BoolIfExists": {"aws:SecureTransport": "false"},
             "Null": {"kms:EncryptionContextKeys": "true"},
-            "ArnLike": {"aws:SourceArn": "arn:aws:s3:::bucket/*"},
-            "ArnEquals": {"aws:SourceArn": "arn:aws:s3:::bucket"},
-            "ArnNotLike": {"aws:SourceArn": "arn:aws:s3:::bucket/*"},
-            "ArnNotEquals": {"aws:SourceArn": "arn:aws:s3:::bucket"},
+            "ArnLike": {"aws:RequestTag/src": "arn:aws:s3:::bucket/*"},
+            "ArnEquals": {"aws:RequestTag/src": "arn:aws:s3:::bucket"},
+            "ArnNotLike": {"aws:RequestTag/src": "arn:aws:s3:::bucket/*"},
+            "ArnNotEquals": {"aws:RequestTag/src": "arn:aws:s3:::bucket"},
             "ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": ["a", "b"]},
             "ForAllValues:StringLike": {"kms:EncryptionContextKeys": "x*"},
             "ForAnyValue:StringEqualsIfExists": {"kms:EncryptionContextKeys": "a"},
-            "ForAllValues:NumericLessThan": {"a:n": 3},
+            "ForAllValues:NumericLessThan": {"kms:EncryptionContext:n": 3},
         }}))]}),
     ];
     for d in &docs {
@@ -242,7 +242,7 @@ fn parse_reads_fields() {
             ]},
             "NotAction": "kms:Decrypt",
             "NotResource": [KEY],
-            "Condition": {"ForAllValues:StringNotLikeIfExists": {"k:x": ["a", "b"]}}
+            "Condition": {"ForAllValues:StringNotLikeIfExists": {"kms:EncryptionContext:x": ["a", "b"]}}
         }
     }));
     assert_eq!(p.version(), Some(Version::V2008_10_17));
@@ -265,7 +265,7 @@ fn parse_reads_fields() {
     assert_eq!(c.operator(), Operator::StringLike);
     assert!(c.negated());
     assert!(c.if_exists());
-    assert_eq!(c.key(), "k:x");
+    assert_eq!(c.key(), "kms:EncryptionContext:x");
 
     let p = parse(&json!({"Statement": [allow_all()]}));
     assert_eq!(p.version(), None);
@@ -352,33 +352,33 @@ fn parse_refuses() {
         (st(json!({"effect": "Allow"}), &[]), "lower-case element"),
         (cond(json!("x")), "string Condition"),
         (cond(json!([])), "array Condition"),
-        (cond(json!({"StringEqual": {"a:b": "c"}})), "unknown operator"),
-        (cond(json!({"stringequals": {"a:b": "c"}})), "operator case"),
-        (cond(json!({"ForSomeValues:StringEquals": {"a:b": "c"}})), "unknown set qualifier"),
-        (cond(json!({"ForAnyValue:": {"a:b": "c"}})), "qualifier alone"),
-        (cond(json!({"IfExists": {"a:b": "c"}})), "IfExists alone"),
-        (cond(json!({"NullIfExists": {"a:b": "true"}})), "NullIfExists"),
-        (cond(json!({"ForAnyValue:Null": {"a:b": "true"}})), "ForAnyValue:Null"),
+        (cond(json!({"StringEqual": {"kms:EncryptionContext:ab": "c"}})), "unknown operator"),
+        (cond(json!({"stringequals": {"kms:EncryptionContext:ab": "c"}})), "operator case"),
+        (cond(json!({"ForSomeValues:StringEquals": {"kms:EncryptionContext:ab": "c"}})), "unknown set qualifier"),
+        (cond(json!({"ForAnyValue:": {"kms:EncryptionContext:ab": "c"}})), "qualifier alone"),
+        (cond(json!({"IfExists": {"kms:EncryptionContext:ab": "c"}})), "IfExists alone"),
+        (cond(json!({"NullIfExists": {"kms:EncryptionContext:ab": "true"}})), "NullIfExists"),
+        (cond(json!({"ForAnyValue:Null": {"kms:EncryptionContext:ab": "true"}})), "ForAnyValue:Null"),
         (cond(json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})), "unsupported operator"),
         (cond(json!({"StringEquals": "a"})), "operator block not an object"),
         (cond(json!({"StringEquals": {}})), "operator without keys"),
         (cond(json!({"StringEquals": {"": "c"}})), "empty key"),
-        (cond(json!({"StringEquals": {"a:b": null}})), "null value"),
-        (cond(json!({"StringEquals": {"a:b": []}})), "empty value list"),
-        (cond(json!({"StringEquals": {"a:b": {"x": "y"}}})), "object value"),
-        (cond(json!({"StringEquals": {"a:b": [["x"]]}})), "nested array value"),
-        (cond(json!({"NumericEquals": {"a:n": "abc"}})), "non-numeric"),
-        (cond(json!({"NumericEquals": {"a:n": "inf"}})), "inf"),
-        (cond(json!({"NumericEquals": {"a:n": "NaN"}})), "NaN"),
-        (cond(json!({"NumericEquals": {"a:n": true}})), "bool as number"),
-        (cond(json!({"DateEquals": {"a:d": "tomorrow"}})), "bad date"),
-        (cond(json!({"DateEquals": {"a:d": "2026-02-30"}})), "no such day"),
-        (cond(json!({"DateEquals": {"a:d": "2026-13-01"}})), "no such month"),
-        (cond(json!({"DateEquals": {"a:d": "2026-01-01T24:00:00Z"}})), "hour 24"),
-        (cond(json!({"DateEquals": {"a:d": "2026-01-01T00:00:00Zjunk"}})), "trailing junk"),
-        (cond(json!({"Bool": {"a:b": "yes"}})), "bad bool"),
-        (cond(json!({"Bool": {"a:b": 1}})), "number bool"),
-        (cond(json!({"Null": {"a:b": "maybe"}})), "bad Null"),
+        (cond(json!({"StringEquals": {"kms:EncryptionContext:ab": null}})), "null value"),
+        (cond(json!({"StringEquals": {"kms:EncryptionContext:ab": []}})), "empty value list"),
+        (cond(json!({"StringEquals": {"kms:EncryptionContext:ab": {"x": "y"}}})), "object value"),
+        (cond(json!({"StringEquals": {"kms:EncryptionContext:ab": [["x"]]}})), "nested array value"),
+        (cond(json!({"NumericEquals": {"kms:EncryptionContext:n": "abc"}})), "non-numeric"),
+        (cond(json!({"NumericEquals": {"kms:EncryptionContext:n": "inf"}})), "inf"),
+        (cond(json!({"NumericEquals": {"kms:EncryptionContext:n": "NaN"}})), "NaN"),
+        (cond(json!({"NumericEquals": {"kms:EncryptionContext:n": true}})), "bool as number"),
+        (cond(json!({"DateEquals": {"kms:EncryptionContext:d": "tomorrow"}})), "bad date"),
+        (cond(json!({"DateEquals": {"kms:EncryptionContext:d": "2026-02-30"}})), "no such day"),
+        (cond(json!({"DateEquals": {"kms:EncryptionContext:d": "2026-13-01"}})), "no such month"),
+        (cond(json!({"DateEquals": {"kms:EncryptionContext:d": "2026-01-01T24:00:00Z"}})), "hour 24"),
+        (cond(json!({"DateEquals": {"kms:EncryptionContext:d": "2026-01-01T00:00:00Zjunk"}})), "trailing junk"),
+        (cond(json!({"Bool": {"kms:EncryptionContext:ab": "yes"}})), "bad bool"),
+        (cond(json!({"Bool": {"kms:EncryptionContext:ab": 1}})), "number bool"),
+        (cond(json!({"Null": {"kms:EncryptionContext:ab": "maybe"}})), "bad Null"),
     ];
     // Duplicate member names cannot be written with json!, so they are spelled out.
     cases.push((
@@ -388,7 +388,7 @@ fn parse_refuses() {
     cases.push((
         concat!(
             r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"*","Resource":"*","#,
-            r#""Condition":{"Null":{"a:b":"true"},"Null":{"a:c":"true"}}}]}"#
+            r#""Condition":{"Null":{"kms:EncryptionContext:ab":"true"},"Null":{"kms:EncryptionContext:c":"true"}}}]}"#
         )
         .into(),
         "duplicate operator",
@@ -396,7 +396,7 @@ fn parse_refuses() {
     cases.push((
         concat!(
             r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*","#,
-            r#""Condition":{"StringEquals":{"a:b":"1","a:b":"2"}}}]}"#
+            r#""Condition":{"StringEquals":{"kms:EncryptionContext:ab":"1","kms:EncryptionContext:ab":"2"}}}]}"#
         )
         .into(),
         "duplicate condition key",
@@ -470,7 +470,7 @@ fn deep_nesting_is_refused() {
     let deep = format!(
         concat!(
             r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*","#,
-            r#""Condition":{{"StringEquals":{{"a:b":{}"x"{}}}}}}}]}}"#
+            r#""Condition":{{"StringEquals":{{"kms:EncryptionContext:ab":{}"x"{}}}}}}}]}}"#
         ),
         "[".repeat(40),
         "]".repeat(40)
@@ -720,10 +720,10 @@ type Case<'a> = (&'a str, Value, Vec<(&'a str, &'a [&'a str])>, bool);
 #[test]
 fn condition_operator_table() {
     const EC: &str = "kms:EncryptionContext:dept";
-    const N: &str = "test:n";
-    const D: &str = "test:date";
+    const N: &str = "kms:EncryptionContext:n";
+    const D: &str = "kms:EncryptionContext:date";
     const B: &str = "aws:SecureTransport";
-    const ARN: &str = "aws:SourceArn";
+    const ARN: &str = "aws:RequestTag/src";
     const KEYS: &str = "kms:EncryptionContextKeys";
     const ROLE_X: &str = "arn:aws:iam::111122223333:role/x";
     let cases: Vec<Case<'_>> = vec![
@@ -1425,11 +1425,11 @@ proptest! {
     #[test]
     fn prop_negation_is_complement(value in "[a-c]{0,3}", policy in "[a-c*?]{0,3}", present in any::<bool>()) {
         let vs = [value.as_str()];
-        let pairs: Vec<(&str, &[&str])> = if present { vec![("k:x", &vs[..])] } else { vec![] };
+        let pairs: Vec<(&str, &[&str])> = if present { vec![("kms:EncryptionContext:x", &vs[..])] } else { vec![] };
         for (pos, neg) in [("StringEquals", "StringNotEquals"), ("StringLike", "StringNotLike"),
                            ("StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase")] {
-            let p = holds(&json!({pos: {"k:x": policy}}), &pairs);
-            let n = holds(&json!({neg: {"k:x": policy}}), &pairs);
+            let p = holds(&json!({pos: {"kms:EncryptionContext:x": policy}}), &pairs);
+            let n = holds(&json!({neg: {"kms:EncryptionContext:x": policy}}), &pairs);
             prop_assert_eq!(p, !n, "{} / {} with {:?} present={}", pos, neg, value, present);
         }
     }
@@ -1474,4 +1474,154 @@ fn attestation_allows_never_match_without_a_recipient_whatever_the_operator() {
     // Statements without attestation conditions are untouched.
     let p = doc(json!([allow_all()]));
     assert_eq!(eval(&p, &workload("kms:Decrypt")), Decision::Allow);
+}
+
+/// Review item 14: a condition on a key this service never sets would silently never apply; such policies are refused,
+/// naming the key. The keys the service does set are accepted.
+#[test]
+fn condition_keys_the_service_never_sets_are_refused() {
+    let with_key = |op: &str, key: &str| {
+        json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+            "Condition": {op: {key: "x"}}}]})
+    };
+    for key in [
+        "aws:PrincipalTag/team",
+        "aws:SourceVpce",
+        "aws:SourceVpc",
+        "aws:SourceIp",
+        "aws:SourceArn",
+        "aws:MultiFactorAuthPresent",
+        "aws:RequestedRegion",
+        "kms:ViaService",
+        "kms:GrantIsForAWSResource",
+        "kms:GrantOperations",
+        "kms:ResourceAliases",
+        "kms:RecipientAttestation:PCR32",
+        "kms:RecipientAttestation:PCR01",
+        "kms:RecipientAttestation:Other",
+        "kms:EncryptionContext:",
+        "aws:ResourceTag/",
+        "a:b",
+    ] {
+        let Err(PolicyError::Malformed(m)) = Policy::parse(&with_key("StringEquals", key).to_string()) else {
+            panic!("{key} accepted")
+        };
+        assert!(m.contains(key) && m.contains("not supported"), "{key}: {m}");
+    }
+    // A stored policy from before the check still reads (its condition on a key never set stays false).
+    let old = with_key("StringEquals", "aws:SourceVpce");
+    let stored = Policy::parse_stored(&old.to_string()).unwrap();
+    assert_eq!(eval(&stored, &req("kms:Decrypt")), Decision::NotAllowed);
+    for key in [
+        "aws:PrincipalArn",
+        "AWS:PRINCIPALARN",
+        "aws:PrincipalAccount",
+        "kms:CallerAccount",
+        "aws:SecureTransport",
+        "aws:CurrentTime",
+        "aws:EpochTime",
+        "aws:PrincipalType",
+        "aws:username",
+        "aws:ResourceTag/team",
+        "aws:RequestTag/team",
+        "aws:TagKeys",
+        "kms:EncryptionContext:tenant",
+        "kms:EncryptionContextKeys",
+        "kms:RequestAlias",
+        "kms:EncryptionAlgorithm",
+        "kms:ReEncryptOnSameKey",
+        "kms:KeySpec",
+        "kms:KeyUsage",
+        "kms:KeyOrigin",
+        "kms:MultiRegion",
+        "kms:SigningAlgorithm",
+        "kms:MessageType",
+        "kms:MacAlgorithm",
+        "kms:DataKeyPairSpec",
+        "kms:KeyAgreementAlgorithm",
+        "kms:WrappingAlgorithm",
+        "kms:WrappingKeySpec",
+        "kms:ExpirationModel",
+        "kms:ValidTo",
+        "kms:RotationPeriodInDays",
+        "kms:ScheduleKeyDeletionPendingWindowInDays",
+        "kms:BypassPolicyLockoutSafetyCheck",
+        "kms:RecipientAttestation:ImageSha384",
+        "kms:RecipientAttestation:PCR0",
+        "kms:RecipientAttestation:PCR31",
+        "enclavekms:RecipientServerNonce",
+    ] {
+        assert!(Policy::parse(&with_key("StringEquals", key).to_string()).is_ok(), "{key} refused");
+    }
+}
+
+/// Review item 8: wildcard patterns in a policy are bounded (the matcher is linear, the bound keeps its constant).
+#[test]
+fn wildcard_patterns_are_bounded() {
+    let long = format!("arn:aws:kms:*:{}", "a".repeat(wildcard::MAX_PATTERN_CHARS));
+    let resource = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": long}]});
+    assert!(matches!(Policy::parse(&resource.to_string()), Err(PolicyError::Malformed(m)) if m.contains("longer")));
+    assert!(Policy::parse_stored(&resource.to_string()).is_ok(), "stored policies keep working");
+    let like = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
+        "Condition": {"StringLike": {"kms:EncryptionContext:a": "*".repeat(wildcard::MAX_PATTERN_CHARS + 1)}}}]});
+    assert!(matches!(Policy::parse(&like.to_string()), Err(PolicyError::Malformed(m)) if m.contains("longer")));
+    let ok = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
+        "Condition": {"StringLike": {"kms:EncryptionContext:a": "*".repeat(wildcard::MAX_PATTERN_CHARS)}}}]});
+    assert!(Policy::parse(&ok.to_string()).is_ok());
+}
+
+/// Review item 15: a bound policy's ARN entries match only the principal with the id they were bound to.
+#[test]
+fn bound_arn_entries_need_the_same_unique_id() {
+    let doc = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": alice()}, "Action": "kms:*",
+        "Resource": "*"}]});
+    let bound = parse(&doc).bind(Some(std::sync::Arc::new([(alice(), "AIDAFIRSTFIRSTFIRST01".to_owned())].into())));
+    let mut first = req("kms:Decrypt");
+    first.set_principal_id("AIDAFIRSTFIRSTFIRST01");
+    let mut reborn = req("kms:Decrypt");
+    reborn.set_principal_id("AIDASECONDSECONDSEC02");
+    assert_eq!(eval(&bound, &first), Decision::Allow);
+    assert_eq!(eval(&bound, &reborn), Decision::NotAllowed);
+    assert_eq!(eval(&bound, &req("kms:Decrypt")), Decision::NotAllowed, "no id at all");
+    assert_eq!(eval(&parse(&doc), &reborn), Decision::Allow, "unbound (legacy) policies compare ARNs alone");
+    // NotPrincipal: the re-created principal is not the excluded one.
+    let deny = json!({"Statement": [{"Effect": "Deny", "NotPrincipal": {"AWS": alice()}, "Action": "*",
+        "Resource": "*"}]});
+    let deny = parse(&deny).bind(Some(std::sync::Arc::new([(alice(), "AIDAFIRSTFIRSTFIRST01".to_owned())].into())));
+    assert_eq!(eval(&deny, &first), Decision::NotAllowed);
+    assert_eq!(eval(&deny, &reborn), Decision::Deny);
+}
+
+/// Review item 6: whether a key-policy Allow names the caller directly or only through its account.
+#[test]
+fn key_policy_allows_directly_or_through_the_account() {
+    let by_account =
+        parse(&json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCT}:root")},
+        "Action": "kms:*", "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&by_account, &req("kms:Encrypt")), (Decision::Allow, false));
+    let by_arn = parse(&json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": alice()}, "Action": "kms:*",
+        "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&by_arn, &req("kms:Encrypt")), (Decision::Allow, true));
+    let anyone =
+        parse(&json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&anyone, &req("kms:Encrypt")), (Decision::Allow, true));
+    let both = parse(&json!({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCT}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": alice()}, "Action": "kms:Decrypt", "Resource": "*"}]}));
+    assert_eq!(evaluate_key_policy(&both, &req("kms:Encrypt")), (Decision::Allow, false));
+    assert_eq!(evaluate_key_policy(&both, &req("kms:Decrypt")), (Decision::Allow, true));
+    // Identity policies name no principal: every statement applies to the principal they are attached to.
+    let identity =
+        Policy::parse_identity(r#"{"Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"}]}"#)
+            .unwrap();
+    assert_eq!(eval(&identity, &req("kms:Encrypt")), Decision::Allow);
+    assert_eq!(eval(&identity, &req("kms:Decrypt")), Decision::NotAllowed);
+    assert!(
+        Policy::parse_identity(
+            &json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*",
+        "Resource": "*"}]})
+            .to_string()
+        )
+        .is_err()
+    );
 }

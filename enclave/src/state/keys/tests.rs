@@ -25,6 +25,7 @@ fn meta_for_test() -> KeyMeta {
         next_rotation_date: None,
         rotations: Vec::new(),
         imported: None,
+        policy_principals: None,
     }
 }
 

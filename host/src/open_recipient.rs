@@ -70,12 +70,12 @@ fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
 }
 
 /// The workload's private key: a PKCS#8 key (PEM, as `sim keygen` writes it, or DER), RSA or P-384.
-enum WorkloadKey {
+pub(crate) enum WorkloadKey {
     Rsa(OaepPrivateDecryptingKey),
     P384(PrivateKey),
 }
 
-fn parse_private_key(bytes: &[u8]) -> Result<WorkloadKey, String> {
+pub(crate) fn parse_private_key(bytes: &[u8]) -> Result<WorkloadKey, String> {
     let pkcs8 = match PrivatePkcs8KeyDer::from_pem_slice(bytes) {
         Ok(k) => Zeroizing::new(k.secret_pkcs8_der().to_vec()),
         Err(_) if bytes.first() == Some(&0x30) => Zeroizing::new(bytes.to_vec()),
@@ -110,7 +110,7 @@ fn from_ber_any<T: for<'a> Decode<'a, Error = der::Error>>(any: &Any) -> Result<
 }
 
 /// Opens CMS `EnvelopedData` (RSAES-OAEP-SHA256 key transport, AES-256-CBC content) with `key`.
-fn open_cms(key: &OaepPrivateDecryptingKey, input: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(crate) fn open_cms(key: &OaepPrivateDecryptingKey, input: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     let bad = |what: &str| format!("--in: not CMS EnvelopedData for RSAES_OAEP_SHA_256: {what}");
     let info = ContentInfo::from_ber(input).map_err(|e: der::Error| bad(&e.to_string()))?;
     if info.content_type != ID_ENVELOPED_DATA {
@@ -212,7 +212,12 @@ fn labeled_expand(
 
 /// Opens enclave-kms's HPKE Recipient format with `key`, bound to the document whose SHA-384 is `document_sha384`:
 /// RFC 9180 base mode, DHKEM(P-384, HKDF-SHA384) 0x0011, HKDF-SHA384 0x0002, AES-256-GCM 0x0002, one message.
-fn open_hpke(key: &PrivateKey, document_sha384: &[u8], aad: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(crate) fn open_hpke(
+    key: &PrivateKey,
+    document_sha384: &[u8],
+    aad: &[u8],
+    input: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, String> {
     open_hpke_info(key, &[HPKE_INFO_PREFIX, document_sha384].concat(), aad, input)
 }
 

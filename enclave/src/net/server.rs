@@ -23,7 +23,7 @@ use kms_shared::preface;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
 /// Largest request body accepted.
@@ -63,6 +63,15 @@ pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc:
         Ok(Err(e)) => return tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
         Err(_) => return tracing::info!(peer = %peer, "TLS handshake timed out"),
     };
+    serve_http(tls, svc, gate, peer).await;
+}
+
+/// Serves HTTP/1.1 on an established (decrypted) stream to its end: what [`connection`] runs after the TLS handshake,
+/// and what the `http` fuzz target drives over an in-memory stream.
+pub async fn serve_http<S>(tls: S, svc: Arc<Service>, gate: Arc<Gate>, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let guarded = Guarded::new(tls, gate.limits.request_deadline);
     let clock = guarded.clock();
     let peer = Arc::new(peer);

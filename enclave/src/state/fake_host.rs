@@ -1,4 +1,4 @@
-//! Tests only: an in-process host that keeps records in memory and answers honestly unless told to lie (hide a record
+//! Tests and fuzz targets only (feature `fuzzing`): an in-process host that keeps records in memory and answers honestly unless told to lie (hide a record
 //! for some reads, acknowledge a create without writing it), and counts reads.
 
 use crate::crypto::secret::Key256;
@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
 type Id = (u16, String);
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct State {
     records: BTreeMap<Id, (u64, Vec<u8>)>,
     gets: HashMap<u16, u64>,
@@ -43,6 +43,12 @@ impl FakeHost {
     /// answering the next put of it: an honest host whose read was overtaken by a concurrent write's commit.
     pub fn hold_next_get_past_put(&self, kind: RecordKind, id: &str) {
         self.0.lock().unwrap().hold_get_past_put = Some((kind.into(), id.to_owned()));
+    }
+
+    /// An independent copy of this host and everything it stores (the fuzz targets start each input from the same
+    /// stored state).
+    pub fn fork(&self) -> FakeHost {
+        FakeHost(Arc::new(Mutex::new(self.0.lock().unwrap().clone())))
     }
 
     /// Gets of `kind` answered so far.
@@ -164,5 +170,24 @@ impl FakeHost {
         });
         let key = Key256::from_array([7u8; 32]);
         Arc::new(Records::new(Channel::start(a).0, key))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fork_starts_from_the_stored_state_and_diverges_alone() {
+        let host = FakeHost::default();
+        let records = host.records();
+        records.put(RecordKind::Alias, "alias/a", None, b"one").await.unwrap();
+        let fork = host.fork();
+        let forked = fork.records();
+        assert_eq!(&forked.get(RecordKind::Alias, "alias/a").await.unwrap().unwrap().body[..], b"one");
+        forked.put(RecordKind::Alias, "alias/b", None, b"two").await.unwrap();
+        assert!(records.get(RecordKind::Alias, "alias/b").await.unwrap().is_none(), "the original does not see it");
+        assert!(forked.get(RecordKind::Alias, "alias/b").await.unwrap().is_some());
     }
 }

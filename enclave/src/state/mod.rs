@@ -2,7 +2,8 @@
 //! host's storage, where every byte is authenticated before use.
 
 pub mod aliases;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
 pub mod fake_host;
 pub mod highwater;
 pub mod ids;

@@ -127,7 +127,8 @@ fn arn_region(arn: &str) -> Option<&str> {
 }
 
 /// The enclave's boot configuration from the flags. `dev` allows `local`; `auto_init` says whether local mode may
-/// initialise without `--init` (a data directory with no store yet: the README's quick start).
+/// initialise without `--init` (a store that holds nothing yet, or only the custody record of a first start killed
+/// before it committed its key: the README's quick start).
 pub fn boot_config(args: &CustodyArgs, dev: bool, auto_init: bool) -> Result<BootConfig, String> {
     let source = match (args.domain_key, dev) {
         (Some(SourceArg::Local), false) => {

@@ -290,10 +290,14 @@ async fn dev(
 ) -> Result<(), String> {
     eprintln!("kms-host: SIMULATOR MODE (insecure): the enclave runs as an ordinary process with a simulated NSM.");
     let data_dir = prepare_data_dir(&common.data_dir)?;
-    // Local mode initialises a directory with no store yet (the quick start); anything else needs --init.
-    let fresh_dir = !data_dir.join(supervise::STORE_FILE).exists();
+    let sqlite = SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?;
+    // Local mode initialises a data directory whose store holds nothing yet, or only the custody record of a first
+    // start killed before it committed its domain key (the enclave replaces it); a store with anything else and no
+    // domain key needs --init, as every other source does. Local mode is insecure by design: the host deciding this
+    // gives it nothing it lacks.
+    let fresh_dir = !sqlite.holds_other_than(kms_shared::storage::RecordKind::Custody)?;
     let boot = Arc::new(custody_cmd::boot_config(&custody, true, fresh_dir)?);
-    let store: Arc<dyn blobstore::BlobStore> = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
+    let store: Arc<dyn blobstore::BlobStore> = Arc::new(sqlite);
     // Test builds only: a scripted dishonest store for the hostile-host tests (see blobstore/hostile.rs).
     #[cfg(debug_assertions)]
     let store = blobstore::hostile::wrap_from_env(store);

@@ -77,19 +77,43 @@ def keys(tmp_path, host_bin) -> dict:
     return out
 
 
-def test_existing_store_without_a_domain_key_needs_init(tmp_path, host_bin):
-    data = tmp_path / "data"
-    data.mkdir()
-    db = sqlite3.connect(data / "kms.sqlite3")  # a store, but no domain key in it
+def make_store(data: Path, rows=()) -> None:
+    """A store file as `kms-host` makes it, holding `rows` of (kind, id, version, blob)."""
+    data.mkdir(exist_ok=True)
+    db = sqlite3.connect(data / "kms.sqlite3")
     db.execute("CREATE TABLE records (kind INTEGER NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, "
                "blob BLOB NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID")
+    db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
     db.commit()
     db.close()
+
+
+def test_existing_store_without_a_domain_key_needs_init(tmp_path, host_bin):
+    # A store with records but no domain key: never initialised afresh without --init, even in local mode.
+    data = tmp_path / "data"
+    make_store(data, [(PRINCIPAL, "arn:aws:iam::000000000000:user/admin", 1, b"\x01" + bytes(80))])
     line = start_fails(host_bin, data)
     assert "no domain key" in line and "SimDomainKey" in line and "--init" in line, line
+    # Emptied again, it is a fresh directory: local mode initialises it (with --init or without).
+    assert delete_rows(data, PRINCIPAL) == 1
     srv = KmsServer(data, extra_args=["--init"], binary=host_bin).start()
     try:
         assert (data / "credentials").exists()
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("leftover", ["empty", "custody-only"])
+def test_a_first_start_killed_before_its_key_was_committed_starts_again(tmp_path, host_bin, leftover):
+    """The crash battery found it: a `kms-host dev` first start killed after the store file was created (or after the
+    custody record, before the domain key) left a directory that refused every later start. Local mode now initialises
+    such a store itself (the enclave replaces an uncommitted custody record); one with anything else still refuses."""
+    data = tmp_path / "data"
+    make_store(data, [] if leftover == "empty" else [(CUSTODY, "custody", 1, b"\x01" + os.urandom(120))])
+    srv = KmsServer(data, binary=host_bin).start()
+    try:
+        assert (data / "credentials").exists()
+        assert srv.client().list_keys()["Keys"] == []
     finally:
         srv.close()
 

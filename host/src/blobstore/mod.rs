@@ -85,6 +85,16 @@ impl SqliteStore {
         Ok(Self { conn: Mutex::new(conn), path: path.to_owned() })
     }
 
+    /// Whether the store holds any record of a kind other than `kind` (the host's own view: kinds are plaintext index
+    /// fields).
+    pub fn holds_other_than(&self, kind: kms_shared::storage::RecordKind) -> Result<bool, String> {
+        let conn = self.conn.lock().map_err(|_| format!("{}: store lock poisoned", self.path.display()))?;
+        conn.query_row("SELECT EXISTS(SELECT 1 FROM records WHERE kind != ?1)", [i64::from(u16::from(kind))], |row| {
+            row.get::<_, bool>(0)
+        })
+        .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
         let mut conn = self.conn.lock().map_err(|_| StorageError::Unavailable)?;
         f(&mut conn)

@@ -196,11 +196,11 @@ fn expand(prk: &[u8], info: &[&[u8]], len: usize) -> Result<Zeroizing<Vec<u8>>, 
 }
 
 /// RFC 9180 §4 `LabeledExtract` and `LabeledExpand` under `suite_id`.
-fn labeled_extract(suite_id: &[u8], salt: &[u8], label: &[u8], ikm: &[u8]) -> Zeroizing<Vec<u8>> {
+pub(crate) fn labeled_extract(suite_id: &[u8], salt: &[u8], label: &[u8], ikm: &[u8]) -> Zeroizing<Vec<u8>> {
     extract(salt, &[b"HPKE-v1", suite_id, label, ikm])
 }
 
-fn labeled_expand(
+pub(crate) fn labeled_expand(
     suite_id: &[u8],
     prk: &[u8],
     label: &[u8],

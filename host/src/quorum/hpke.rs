@@ -5,40 +5,14 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{ECDH_P384, PrivateKey, UnparsedPublicKey};
-use aws_lc_rs::hmac;
+// RFC 9180 LabeledExtract / LabeledExpand over HKDF-SHA384: the receiver's, shared with `sim open-recipient`.
+use crate::open_recipient::{labeled_expand, labeled_extract};
 use zeroize::Zeroizing;
 
 /// Length of `enc`: an uncompressed P-384 point.
 pub const ENC_LEN: usize = 97;
 const KEM_SUITE: &[u8] = b"KEM\x00\x11";
 const SUITE: &[u8] = b"HPKE\x00\x11\x00\x02\x00\x02";
-
-fn extract(salt: &[u8], ikm: &[&[u8]]) -> Zeroizing<Vec<u8>> {
-    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA384, salt));
-    for part in ikm {
-        ctx.update(part);
-    }
-    Zeroizing::new(ctx.sign().as_ref().to_vec())
-}
-
-/// HKDF-Expand for at most one block (48 bytes).
-fn expand(prk: &[u8], info: &[&[u8]], len: usize) -> Result<Zeroizing<Vec<u8>>, String> {
-    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA384, prk));
-    for part in info {
-        ctx.update(part);
-    }
-    ctx.update(&[1]);
-    let t1 = ctx.sign();
-    t1.as_ref().get(..len).map(|b| Zeroizing::new(b.to_vec())).ok_or_else(|| "HKDF output too long".to_owned())
-}
-
-fn labeled_extract(suite: &[u8], salt: &[u8], label: &[u8], ikm: &[u8]) -> Zeroizing<Vec<u8>> {
-    extract(salt, &[b"HPKE-v1", suite, label, ikm])
-}
-
-fn labeled_expand(suite: &[u8], prk: &[u8], label: &[u8], info: &[u8], len: u16) -> Result<Zeroizing<Vec<u8>>, String> {
-    expand(prk, &[&len.to_be_bytes(), b"HPKE-v1", suite, label, info], usize::from(len))
-}
 
 /// The AEAD key and nonce of the first message, from the DH output and the KEM context (`enc` || pkR).
 fn key_schedule(dh: &[u8], kem_context: &[u8], info: &[u8]) -> Result<(LessSafeKey, Zeroizing<Vec<u8>>), String> {

@@ -107,7 +107,7 @@ fn service_over(host: &FakeHost, nsm: Arc<dyn Nsm>, anchor: TrustAnchor) -> Serv
     let clock = Arc::new(Clock::default());
     Service {
         nsm,
-        binding: TlsBinding { leaf_spki: vec![0x30, 0x00], ca_sha384: vec![0u8; 48] },
+        binding: TlsBinding { leaf_spki: vec![0x30, 0x00], ca_sha384: vec![0u8; 48], settings_digest: vec![0u8; 48] },
         keys: kms_enclave::state::keys::Keyring::new(records.clone(), scope(), clock.clone(), 64),
         aliases: kms_enclave::state::aliases::Aliases::new(records.clone(), 64),
         credentials: kms_enclave::access::credentials::Credentials::new(records.clone()),

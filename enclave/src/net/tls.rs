@@ -165,6 +165,20 @@ pub async fn load_or_create(
     identity(&body, names)
 }
 
+/// Adds `names` (DNS names or IP addresses) to `params` as subjectAltNames, once each.
+pub(crate) fn add_names(params: &mut CertificateParams, names: &[String]) -> Result<(), Error> {
+    for n in names {
+        let san = match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(n.clone().try_into().map_err(internal("TLS name"))?),
+        };
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    Ok(())
+}
+
 /// A fresh leaf key and its certificate for `names`, issued by the CA of `body`.
 fn issue_leaf(body: &IssuerBody, names: &[String]) -> Result<(rcgen::Certificate, KeyPair), Error> {
     let ca_key = KeyPair::try_from(body.key_pkcs8.as_slice()).map_err(internal("CA key"))?;
@@ -175,15 +189,7 @@ fn issue_leaf(body: &IssuerBody, names: &[String]) -> Result<(rcgen::Certificate
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "enclave-kms");
     params.distinguished_name = dn;
-    for n in names {
-        let san = match n.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(n.clone().try_into().map_err(internal("TLS name"))?),
-        };
-        if !params.subject_alt_names.contains(&san) {
-            params.subject_alt_names.push(san);
-        }
-    }
+    add_names(&mut params, names)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;

@@ -24,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use kms_attestation::Nsm;
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use rustls::ServerConfig;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
@@ -96,15 +96,7 @@ fn ephemeral_tls(names: &[String]) -> Result<(Arc<ServerConfig>, Vec<u8>), Error
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "enclave-kms (sealed)");
     params.distinguished_name = dn;
-    for n in names {
-        let san = match n.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(n.clone().try_into().map_err(internal("TLS name"))?),
-        };
-        if !params.subject_alt_names.contains(&san) {
-            params.subject_alt_names.push(san);
-        }
-    }
+    crate::net::tls::add_names(&mut params, names)?;
     let cert = params.self_signed(&key).map_err(internal("sealed TLS certificate"))?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let mut config = ServerConfig::builder()

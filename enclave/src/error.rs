@@ -164,8 +164,9 @@ impl ErrorCode {
     /// The HTTP status AWS KMS answers with.
     pub fn status(self) -> u16 {
         match self {
+            // AWS's API reference once listed 412 for DryRunOperationException; the service sends 400, as botocore's
+            // model (no `fault`) and every SDK expect. Only faults are 5xx.
             ErrorCode::KMSInternalException => 500,
-            ErrorCode::DryRunOperationException => 412,
             _ => 400,
         }
     }
@@ -217,6 +218,18 @@ impl Error {
         }
     }
 
+    /// The JSON error body. AWS sends InvalidCiphertextException, KMSInvalidSignatureException and
+    /// KMSInvalidMacException with no message at all (`{"__type":"InvalidCiphertextException"}`), so they carry none.
+    pub fn body(&self) -> serde_json::Value {
+        let code = self.code();
+        match self {
+            Error::InvalidCiphertext | Error::KmsInvalidSignature | Error::KmsInvalidMac => {
+                serde_json::json!({"__type": code.name()})
+            }
+            _ => serde_json::json!({"__type": code.name(), "message": self.public_message()}),
+        }
+    }
+
     /// Shorthand for a missing required member, worded as AWS words it.
     pub fn missing(member: &str) -> Error {
         Error::Validation(format!(
@@ -248,6 +261,17 @@ mod tests {
     }
 
     #[test]
+    fn verification_failures_carry_no_message_as_aws() {
+        for e in [Error::InvalidCiphertext, Error::KmsInvalidSignature, Error::KmsInvalidMac] {
+            let body = e.body();
+            assert_eq!(body.get("__type").and_then(|v| v.as_str()), Some(e.code().name()));
+            assert!(body.get("message").is_none(), "{body}");
+        }
+        let body = Error::IncorrectKey.body();
+        assert!(body.get("message").and_then(|v| v.as_str()).is_some_and(|m| !m.is_empty()));
+    }
+
+    #[test]
     fn client_errors_are_400() {
         for e in [
             Error::Validation("x".into()),
@@ -260,6 +284,8 @@ mod tests {
         ] {
             assert_eq!(e.code().status(), 400, "{e:?}");
         }
+        // AWS answers a DryRun with 400, not the 412 its reference once listed.
+        assert_eq!(Error::DryRunOperation.code().status(), 400);
         assert_eq!(Error::Auth(AuthError::BadSignature).code(), ErrorCode::InvalidSignatureException);
         assert_eq!(
             Error::Auth(AuthError::MissingAuthentication).code(),

@@ -82,10 +82,10 @@ def test_chunked_body_within_limit_is_served(raw):
     assert status == 200 and len(parsed["Keys"]) <= 1, parsed
 
 
-def test_dry_run_answers_412_when_the_call_would_succeed(raw, key_id):
+def test_dry_run_answers_400_when_the_call_would_succeed(raw, key_id):
     status, parsed, raw_body = raw.call("Encrypt", {"KeyId": key_id, "Plaintext": base64.b64encode(b"x").decode(),
                                                     "DryRun": True})
-    assert status == 412 and parsed["__type"] == "DryRunOperationException", raw_body
+    assert status == 400 and parsed["__type"] == "DryRunOperationException", raw_body
     # ... and the real error when it would not.
     assert_error(raw.call("Encrypt", {"KeyId": "alias/does-not-exist", "Plaintext": "eA==", "DryRun": True}),
                  "NotFoundException")

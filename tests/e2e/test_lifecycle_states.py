@@ -132,14 +132,14 @@ def epoch(value) -> float:
 
 
 def assert_dry_run(call, **kwargs) -> None:
-    """DryRun=True on a call that would succeed: DryRunOperationException with HTTP 412."""
+    """DryRun=True on a call that would succeed: DryRunOperationException with HTTP 400 (what AWS sends)."""
     try:
         result = call(DryRun=True, **kwargs)
     except ClientError as exc:
         error = exc.response["Error"]
         status = exc.response["ResponseMetadata"]["HTTPStatusCode"]
         assert error.get("Code") == "DryRunOperationException", f"expected DryRunOperationException, got {error!r}"
-        assert status == 412, f"expected HTTP 412 for DryRunOperationException, got {status}"
+        assert status == 400, f"expected HTTP 400 for DryRunOperationException, got {status}"
     else:
         result.pop("ResponseMetadata", None)
         pytest.fail(f"DryRun=True must not run the operation, but it answered {result!r}", pytrace=False)

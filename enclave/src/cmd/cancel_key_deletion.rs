@@ -1,6 +1,6 @@
 //! CancelKeyDeletion: back to Disabled, as AWS does.
 
-use super::{authorized, required, respond};
+use super::{authorized_key, required, respond};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -20,7 +20,7 @@ struct Response<'a> {
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>, Error> {
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:CancelKeyDeletion", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:CancelKeyDeletion", |_| {}).await?;
     let updated = svc
         .keys
         .update(&key.meta.key_id, |key| {

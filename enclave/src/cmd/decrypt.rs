@@ -58,6 +58,10 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
                 c.encryption_context(&req.encryption_context).set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
                 c.request_alias(named, &svc.scope);
             })?;
+            // AWS answers IncorrectKeyException before InvalidKeyUsageException when the ciphertext names another key.
+            if blob::parse_blob_header(&blob).is_ok_and(|h| h.key_id != named_key.uuid) {
+                return Err(Error::IncorrectKey);
+            }
             return Err(super::incompatible_algorithm("SYMMETRIC_DEFAULT", &named_key));
         }
     }

@@ -1,6 +1,6 @@
 //! EnableKey and DisableKey.
 
-use super::{authorized, required};
+use super::{authorized_key, required};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -14,7 +14,7 @@ pub struct Request {
 }
 
 pub async fn run(svc: &Service, caller: &Caller, req: Request, enable: bool) -> Result<Vec<u8>, Error> {
-    let key = authorized(
+    let key = authorized_key(
         svc,
         caller,
         &required(req.key_id, "keyId")?,

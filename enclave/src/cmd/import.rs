@@ -6,7 +6,7 @@
 //! only here, only for that key, and its expiry (24 hours by the lifecycle clock) cannot be altered. RSA decryption
 //! is done with aws-lc-rs (constant-time; the `rsa` crate is under RUSTSEC-2023-0071).
 
-use super::{Blob, authorized, b64, constraint, required, respond};
+use super::{Blob, authorized_key, b64, constraint, required, respond};
 use crate::access::principals::Caller;
 use crate::crypto::secret::Key256;
 use crate::error::Error;
@@ -129,7 +129,7 @@ pub async fn parameters(svc: &Service, caller: &Caller, req: ParametersRequest) 
             ));
         }
     };
-    let key = authorized(svc, caller, &key_id, "kms:GetParametersForImport", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:GetParametersForImport", |c| {
         c.set("kms:WrappingAlgorithm", wrapping_name.as_str()).set("kms:WrappingKeySpec", spec_name.as_str());
     })
     .await?;
@@ -251,7 +251,7 @@ pub async fn import(svc: &Service, caller: &Caller, req: ImportRequest) -> Resul
     super::check_len(encrypted.len(), "encryptedKeyMaterial", MAX_BLOB)?;
     let now = svc.clock.now_secs();
     let (model, valid_to) = expiration(req.expiration_model.as_deref(), req.valid_to, now)?;
-    let key = authorized(svc, caller, &key_id, "kms:ImportKeyMaterial", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:ImportKeyMaterial", |c| {
         c.set("kms:ExpirationModel", expiration_name(model));
         if let Some(t) = valid_to {
             c.set("kms:ValidTo", format!("{}", t as i64));
@@ -308,7 +308,7 @@ pub struct DeleteRequest {
 }
 
 pub async fn delete(svc: &Service, caller: &Caller, req: DeleteRequest) -> Result<Vec<u8>, Error> {
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:DeleteImportedKeyMaterial", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:DeleteImportedKeyMaterial", |_| {}).await?;
     let updated = svc
         .keys
         .update(&key.meta.key_id, |key| {

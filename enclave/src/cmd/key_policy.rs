@@ -2,7 +2,7 @@
 //! stored and returned here; its evaluation comes with access control.
 
 use super::create_key::policy as check_policy;
-use super::{authorized, required, respond};
+use super::{authorized_key, required, respond};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -58,7 +58,7 @@ fn check_name(name: Option<&str>) -> Result<(), Error> {
 
 pub async fn get(svc: &Service, caller: &Caller, req: GetRequest) -> Result<Vec<u8>, Error> {
     check_name(req.policy_name.as_deref())?;
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:GetKeyPolicy", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:GetKeyPolicy", |_| {}).await?;
     respond(GetResponse { policy: &key.meta.policy, policy_name: POLICY_NAME })
 }
 
@@ -67,7 +67,7 @@ pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<
     let (policy, parsed) = check_policy(Some(required(req.policy, "policy")?), svc)?;
     let bypass = req.bypass_policy_lockout_safety_check == Some(true);
     check_name(req.policy_name.as_deref())?;
-    let key = authorized(svc, caller, &key_id, "kms:PutKeyPolicy", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:PutKeyPolicy", |c| {
         c.set("kms:BypassPolicyLockoutSafetyCheck", if bypass { "true" } else { "false" });
     })
     .await?;
@@ -90,6 +90,6 @@ pub async fn put(svc: &Service, caller: &Caller, req: PutRequest) -> Result<Vec<
 
 pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Vec<u8>, Error> {
     super::page_limit(req.limit, 100, 1000)?;
-    authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyPolicies", |_| {}).await?;
+    authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyPolicies", |_| {}).await?;
     respond(ListResponse { policy_names: [POLICY_NAME], truncated: false })
 }

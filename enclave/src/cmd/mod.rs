@@ -222,6 +222,22 @@ pub async fn authorized(
     Ok(key)
 }
 
+/// [`authorized`] for the operations AWS documents as taking only a key id or key ARN (the management operations,
+/// key policies, rotation, tags, import): an alias name or alias ARN names no key there, and AWS answers
+/// NotFoundException, before any authorization.
+pub async fn authorized_key(
+    svc: &Service,
+    caller: &Caller,
+    key_id: &str,
+    action: &'static str,
+    extra: impl FnOnce(&mut crate::access::authz::Conditions<'_>),
+) -> Result<Arc<Key>, Error> {
+    if let KeyRef::Alias(_) = parse_key_ref(key_id, &svc.scope)? {
+        return Err(crate::state::ids::not_found(key_id));
+    }
+    authorized(svc, caller, key_id, action, extra).await
+}
+
 /// NotFoundException for a key id, worded as AWS words it.
 pub fn key_not_found(svc: &Service, key_id: &str) -> Error {
     Error::NotFound(format!("Key '{}' does not exist", svc.scope.key_arn(key_id)))

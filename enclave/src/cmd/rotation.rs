@@ -2,7 +2,7 @@
 //! adds a backing-key version: Encrypt uses the newest, Decrypt finds a ciphertext's version in its header, so every
 //! old ciphertext keeps decrypting.
 
-use super::{authorized, constraint, decode_marker, encode_marker, page_limit, required, respond};
+use super::{authorized_key, constraint, decode_marker, encode_marker, page_limit, required, respond};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -73,8 +73,10 @@ struct ListResponse<'a> {
 }
 
 /// Rotation settings change only on an Enabled or Disabled key, as AWS's key-state table says (Disabled →
-/// DisabledException, PendingDeletion → KMSInvalidStateException).
+/// DisabledException, PendingDeletion → KMSInvalidStateException). The state is checked before the spec, as AWS
+/// checks it: a disabled asymmetric key answers DisabledException, not UnsupportedOperationException.
 fn check_rotatable(key: &Key) -> Result<(), Error> {
+    key.check_usable()?;
     if !key.is_symmetric() {
         return Err(Error::UnsupportedOperation(format!(
             "{} is a {} key: only symmetric encryption keys can be rotated",
@@ -88,7 +90,7 @@ fn check_rotatable(key: &Key) -> Result<(), Error> {
             key.arn
         )));
     }
-    key.check_usable()
+    Ok(())
 }
 
 pub async fn enable(svc: &Service, caller: &Caller, req: EnableRequest) -> Result<Vec<u8>, Error> {
@@ -98,7 +100,7 @@ pub async fn enable(svc: &Service, caller: &Caller, req: EnableRequest) -> Resul
         return Err(constraint(days, "rotationPeriodInDays", "Member must have value between 90 and 2560"));
     }
     let days = u32::try_from(days).map_err(|_| Error::Internal("period".into()))?;
-    let key = authorized(svc, caller, &key_id, "kms:EnableKeyRotation", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:EnableKeyRotation", |c| {
         c.set("kms:RotationPeriodInDays", days.to_string());
     })
     .await?;
@@ -115,7 +117,7 @@ pub async fn enable(svc: &Service, caller: &Caller, req: EnableRequest) -> Resul
 }
 
 pub async fn disable(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<Vec<u8>, Error> {
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:DisableKeyRotation", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:DisableKeyRotation", |_| {}).await?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             check_rotatable(key)?;
@@ -128,7 +130,7 @@ pub async fn disable(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<
 }
 
 pub async fn status(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<Vec<u8>, Error> {
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:GetKeyRotationStatus", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:GetKeyRotationStatus", |_| {}).await?;
     respond(StatusResponse {
         key_rotation_enabled: key.meta.rotation_period_days.is_some(),
         key_id: &key.arn,
@@ -138,7 +140,7 @@ pub async fn status(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<V
 }
 
 pub async fn on_demand(svc: &Service, caller: &Caller, req: KeyRequest) -> Result<Vec<u8>, Error> {
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:RotateKeyOnDemand", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:RotateKeyOnDemand", |_| {}).await?;
     let now = svc.clock.now_secs();
     let updated = svc
         .keys
@@ -164,7 +166,7 @@ pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Ve
         Some(m) => Some(decode_marker('R', m)?.parse().map_err(|_| Error::InvalidMarker)?),
         None => None,
     };
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyRotations", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyRotations", |_| {}).await?;
     let mut rotations: Vec<_> = key.meta.rotations.iter().filter(|r| after.is_none_or(|a| r.version > a)).collect();
     let truncated = rotations.len() > limit;
     rotations.truncate(limit);

@@ -1,6 +1,6 @@
 //! ScheduleKeyDeletion.
 
-use super::{authorized, constraint, required, respond};
+use super::{authorized_key, constraint, required, respond};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -35,7 +35,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         return Err(constraint(days, "pendingWindowInDays", "Member must have value between 7 and 30"));
     }
     let days = u32::try_from(days).map_err(|_| Error::Internal("window".into()))?;
-    let key = authorized(svc, caller, &key_id, "kms:ScheduleKeyDeletion", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:ScheduleKeyDeletion", |c| {
         c.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
     })
     .await?;

@@ -1,7 +1,7 @@
 //! TagResource, UntagResource and ListResourceTags.
 
 use super::create_key::{MAX_TAGS, Tag, check_tags, same_tag_key};
-use super::{authorized, decode_marker, encode_marker, page_limit, required, respond};
+use super::{authorized_key, decode_marker, encode_marker, page_limit, required, respond};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -48,7 +48,7 @@ struct ListResponse<'a> {
 pub async fn tag(svc: &Service, caller: &Caller, req: TagRequest) -> Result<Vec<u8>, Error> {
     let key_id = required(req.key_id, "keyId")?;
     let new = check_tags(required(req.tags, "tags")?)?;
-    let key = authorized(svc, caller, &key_id, "kms:TagResource", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:TagResource", |c| {
         c.set_all("aws:TagKeys", new.iter().map(|(k, _)| k.clone()));
         for (k, v) in &new {
             c.set(&format!("aws:RequestTag/{k}"), v.clone());
@@ -89,7 +89,7 @@ pub async fn untag(svc: &Service, caller: &Caller, req: UntagRequest) -> Result<
     if keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
         return Err(Error::Validation("Each tag key must have length between 1 and 128".into()));
     }
-    let key = authorized(svc, caller, &key_id, "kms:UntagResource", |c| {
+    let key = authorized_key(svc, caller, &key_id, "kms:UntagResource", |c| {
         c.set_all("aws:TagKeys", keys.iter().cloned());
     })
     .await?;
@@ -106,7 +106,7 @@ pub async fn untag(svc: &Service, caller: &Caller, req: UntagRequest) -> Result<
 pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Vec<u8>, Error> {
     let limit = page_limit(req.limit, 50, 50)? as usize;
     let after = req.marker.as_deref().map(|m| decode_marker('T', m)).transpose()?;
-    let key = authorized(svc, caller, &required(req.key_id, "keyId")?, "kms:ListResourceTags", |_| {}).await?;
+    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:ListResourceTags", |_| {}).await?;
     let mut tags: Vec<&(String, String)> =
         key.meta.tags.iter().filter(|(k, _)| after.as_deref().is_none_or(|a| k.as_str() > a)).collect();
     tags.sort_by(|a, b| a.0.cmp(&b.0));

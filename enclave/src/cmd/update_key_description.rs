@@ -1,6 +1,6 @@
 //! UpdateKeyDescription.
 
-use super::{authorized, constraint, required};
+use super::{authorized_key, constraint, required};
 use crate::access::principals::Caller;
 use crate::error::Error;
 use crate::service::Service;
@@ -19,7 +19,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     if description.chars().count() > super::create_key::MAX_DESCRIPTION {
         return Err(constraint("<description>", "description", "Member must have length less than or equal to 8192"));
     }
-    let key = authorized(svc, caller, &key_id, "kms:UpdateKeyDescription", |_| {}).await?;
+    let key = authorized_key(svc, caller, &key_id, "kms:UpdateKeyDescription", |_| {}).await?;
     svc.keys
         .update(&key.meta.key_id, |key| {
             key.check_not_pending_deletion()?;

@@ -121,7 +121,7 @@ pub async fn refuse_connection(mut stream: Box<dyn Stream>, acceptor: TlsAccepto
 /// A complete HTTP/1.1 error response in AWS's JSON shape, with `Connection: close`, for paths hyper does not serve.
 fn raw_error(error: &Error) -> Vec<u8> {
     let code = error.code();
-    let body = serde_json::json!({"__type": code.name(), "message": error.public_message()}).to_string();
+    let body = error.body().to_string();
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut id = [0u8; 16];
     let _ = getrandom::fill(&mut id);
@@ -171,7 +171,7 @@ async fn handle(
             } else {
                 tracing::info!(%peer, %target, %request_id, code = code.name(), ms, "request failed");
             }
-            let body = serde_json::json!({"__type": code.name(), "message": e.public_message()});
+            let body = e.body();
             let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close || chunked)
         }

@@ -78,7 +78,8 @@ pub fn new_key_id() -> Result<(String, [u8; 16]), Error> {
     Ok((format_uuid(&b), b))
 }
 
-fn not_found(s: &str) -> Error {
+/// NotFoundException for a KeyId that names no key, worded as AWS words it.
+pub fn not_found(s: &str) -> Error {
     Error::NotFound(format!("Invalid keyId '{s}'"))
 }
 
@@ -106,14 +107,26 @@ pub fn parse_key_ref(s: &str, scope: &Scope) -> Result<KeyRef, Error> {
             return Err(not_found(s));
         }
         if let Some(id) = resource.strip_prefix("key/") {
-            return parse_uuid(id).map(|_| KeyRef::Id(id.to_ascii_lowercase())).ok_or_else(|| not_found(s));
+            return direct_id(id).ok_or_else(|| not_found(s));
         }
         if resource.starts_with("alias/") {
             return Ok(KeyRef::Alias(resource.to_owned()));
         }
         return Err(not_found(s));
     }
-    parse_uuid(s).map(|_| KeyRef::Id(s.to_ascii_lowercase())).ok_or_else(|| not_found(s))
+    direct_id(s).ok_or_else(|| not_found(s))
+}
+
+/// A key id: a UUID, or a multi-Region key id (`mrk-` and 32 hex digits), as AWS parses them. This service creates
+/// no multi-Region keys, so an `mrk-` id parses and then names no key (NotFoundException, as AWS answers for one
+/// it does not have).
+fn direct_id(s: &str) -> Option<KeyRef> {
+    if parse_uuid(s).is_some() || is_mrk_id(s) { Some(KeyRef::Id(s.to_ascii_lowercase())) } else { None }
+}
+
+/// Whether `s` is a multi-Region key id: `mrk-` then 32 hex digits.
+pub fn is_mrk_id(s: &str) -> bool {
+    s.strip_prefix("mrk-").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Parses a KeyId that must name a key directly (key id or key ARN), as CreateAlias's TargetKeyId and ListAliases'
@@ -154,6 +167,17 @@ mod tests {
         assert_eq!(parse_key_ref(&sc.key_arn(ID), &sc).unwrap(), KeyRef::Id(ID.into()));
         assert_eq!(parse_key_ref("alias/x", &sc).unwrap(), KeyRef::Alias("alias/x".into()));
         assert_eq!(parse_key_ref(&sc.alias_arn("alias/x"), &sc).unwrap(), KeyRef::Alias("alias/x".into()));
+    }
+
+    #[test]
+    fn multi_region_key_ids_parse_as_aws_parses_them() {
+        let sc = scope();
+        let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
+        assert_eq!(parse_key_ref(mrk, &sc).unwrap(), KeyRef::Id(mrk.into()));
+        assert_eq!(parse_key_ref(&sc.key_arn(mrk), &sc).unwrap(), KeyRef::Id(mrk.into()));
+        for bad in ["mrk-1234", "mrk-1234abcd12ab34cd56ef1234567890az", "mrk-1234abcd12ab34cd56ef1234567890ab0", "mrk-"] {
+            assert!(matches!(parse_key_ref(bad, &sc), Err(Error::NotFound(_))), "{bad}");
+        }
     }
 
     #[test]

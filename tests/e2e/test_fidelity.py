@@ -1,0 +1,218 @@
+"""AWS's exact answers: every error's HTTP status checked against botocore's KMS model, each operation's documented
+errors walked (conformance), error precedence as AWS orders it, id-only operations refusing aliases, the messages AWS
+sends (and does not send), multi-Region requests and `mrk-` ids."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import botocore.session
+import pytest
+
+from kmstest import unique
+from test_protocol import MESSAGELESS, raw  # noqa: F401  (raw is a fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Errors every AWS JSON service may send besides the ones an operation's model lists (AWS's "Common Errors").
+COMMON = frozenset({
+    "ValidationException", "AccessDeniedException", "SerializationException", "UnknownOperationException",
+    "MissingAuthenticationTokenException", "IncompleteSignatureException", "InvalidSignatureException",
+    "UnrecognizedClientException", "ThrottlingException",
+    # Sent by AWS KMS for the reserved `alias/aws/` names though botocore's model does not list it.
+    "NotAuthorizedException",
+})
+
+
+@pytest.fixture(scope="module")
+def model():
+    return botocore.session.get_session().get_service_model("kms")
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    """botocore's raw KMS shapes (the parsed model drops the `fault` flag)."""
+    loader = botocore.session.get_session().get_component("data_loader")
+    return loader.load_service_model("kms", "service-2")["shapes"]
+
+
+def expected_status(shapes, code: str) -> int:
+    """The status botocore's model implies: 5xx for a `fault`, 400 for every other KMS exception and common error."""
+    if code in shapes:
+        shape = shapes[code]
+        assert shape.get("exception"), f"{code} is not an exception in botocore's model"
+        return 500 if shape.get("fault") else 400
+    assert code in COMMON, f"{code} is neither in botocore's KMS model nor a common AWS error"
+    return 400
+
+
+def test_every_error_code_status_matches_botocore(shapes):
+    """Table-driven over the enclave's ErrorCode enum (read from error.rs) and its one status mapping."""
+    source = (ROOT / "enclave/src/error.rs").read_text()
+    names = re.findall(r'ErrorCode::(\w+) => "(\w+)"', source)
+    assert len(names) >= 29, names
+    status_fn = source.split("pub fn status(self) -> u16")[1].split("\n    }\n")[0]
+    explicit = {name: int(code) for name, code in re.findall(r"ErrorCode::(\w+) => (\d{3})", status_fn)}
+    default = int(re.search(r"_ => (\d{3})", status_fn).group(1))
+    checked = 0
+    for variant, wire in names:
+        assert variant == wire, f"{variant} is sent as {wire}"
+        assert explicit.get(variant, default) == expected_status(shapes, wire), f"{wire}: status differs from AWS's"
+        checked += 1
+    assert checked == len(names) and "DryRunOperationException" in dict(names)
+
+
+@pytest.fixture(scope="module")
+def keys(kms):
+    def key(**kw):
+        return kms.create_key(Description="fidelity", **kw)["KeyMetadata"]["KeyId"]
+
+    k = {
+        "sym": key(),
+        "disabled": key(),
+        "other": key(),
+        "rsa_enc": key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT"),
+        "ecc_sign": key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY"),
+        "ecc_sign_disabled": key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY"),
+        "hmac": key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC"),
+        "pending": key(),
+    }
+    kms.disable_key(KeyId=k["disabled"])
+    kms.disable_key(KeyId=k["ecc_sign_disabled"])
+    kms.schedule_key_deletion(KeyId=k["pending"], PendingWindowInDays=7)
+    k["alias"] = "alias/" + unique("fidelity")
+    kms.create_alias(AliasName=k["alias"], TargetKeyId=k["sym"])
+    k["blob"] = b64(kms.encrypt(KeyId=k["sym"], Plaintext=b"fidelity")["CiphertextBlob"])
+    return k
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+X = b64(b"x")
+MRK = "mrk-1234abcd12ab34cd56ef1234567890ab"
+
+# (operation, request body built from the keys, the error AWS answers). Each row is checked against the operation's
+# documented errors in botocore's model and against the status the model implies.
+CASES = [
+    ("Encrypt", lambda k: {"KeyId": k["sym"], "Plaintext": X, "DryRun": True}, "DryRunOperationException"),
+    ("Encrypt", lambda k: {"KeyId": "alias/none-" + unique("x"), "Plaintext": X}, "NotFoundException"),
+    ("Encrypt", lambda k: {"KeyId": k["disabled"], "Plaintext": X}, "DisabledException"),
+    ("Encrypt", lambda k: {"KeyId": k["pending"], "Plaintext": X}, "KMSInvalidStateException"),
+    ("Encrypt", lambda k: {"KeyId": k["ecc_sign"], "Plaintext": X}, "InvalidKeyUsageException"),
+    ("Encrypt", lambda k: {"KeyId": k["sym"], "Plaintext": ""}, "ValidationException"),
+    ("Decrypt", lambda k: {"CiphertextBlob": b64(b"\x01" * 80)}, "InvalidCiphertextException"),
+    ("Decrypt", lambda k: {"CiphertextBlob": k["blob"], "KeyId": k["other"]}, "IncorrectKeyException"),
+    # IncorrectKeyException before InvalidKeyUsageException: the named RSA key did not make this blob.
+    ("Decrypt", lambda k: {"CiphertextBlob": k["blob"], "KeyId": k["rsa_enc"]}, "IncorrectKeyException"),
+    ("Decrypt", lambda k: {"CiphertextBlob": k["blob"], "DryRun": True}, "DryRunOperationException"),
+    ("ReEncrypt", lambda k: {"CiphertextBlob": k["blob"], "DestinationKeyId": k["disabled"]}, "DisabledException"),
+    ("ReEncrypt", lambda k: {"CiphertextBlob": b64(b"\x02" * 80), "DestinationKeyId": k["sym"]},
+     "InvalidCiphertextException"),
+    ("GenerateDataKey", lambda k: {"KeyId": k["hmac"], "KeySpec": "AES_256"}, "InvalidKeyUsageException"),
+    ("GenerateDataKeyWithoutPlaintext", lambda k: {"KeyId": k["disabled"], "KeySpec": "AES_256"},
+     "DisabledException"),
+    ("GenerateDataKeyPair", lambda k: {"KeyId": k["sym"], "KeyPairSpec": "RSA_2048", "DryRun": True},
+     "DryRunOperationException"),
+    ("Sign", lambda k: {"KeyId": k["ecc_sign_disabled"], "Message": X, "SigningAlgorithm": "ECDSA_SHA_256"},
+     "DisabledException"),
+    ("Verify", lambda k: {"KeyId": k["ecc_sign"], "Message": X, "Signature": b64(b"\x30\x06\x02\x01\x01\x02\x01\x01"),
+                          "SigningAlgorithm": "ECDSA_SHA_256"}, "KMSInvalidSignatureException"),
+    ("GenerateMac", lambda k: {"KeyId": k["sym"], "Message": X, "MacAlgorithm": "HMAC_SHA_256"},
+     "InvalidKeyUsageException"),
+    ("VerifyMac", lambda k: {"KeyId": k["hmac"], "Message": X, "Mac": b64(b"\0" * 32), "MacAlgorithm": "HMAC_SHA_256"},
+     "KMSInvalidMacException"),
+    ("GetPublicKey", lambda k: {"KeyId": k["sym"]}, "UnsupportedOperationException"),
+    ("DescribeKey", lambda k: {"KeyId": MRK}, "NotFoundException"),
+    ("DescribeKey", lambda k: {"KeyId": "arn:aws:kms:us-east-1:000000000000:key/" + MRK}, "NotFoundException"),
+    ("ListKeys", lambda k: {"Marker": "bm90LW91cnM"}, "InvalidMarkerException"),
+    ("ListAliases", lambda k: {"Marker": "bm90LW91cnM"}, "InvalidMarkerException"),
+    ("CreateAlias", lambda k: {"AliasName": k["alias"], "TargetKeyId": k["sym"]}, "AlreadyExistsException"),
+    ("CreateKey", lambda k: {"MultiRegion": True}, "UnsupportedOperationException"),
+    ("CreateKey", lambda k: {"Tags": [{"TagKey": "aws:x", "TagValue": "y"}]}, "TagException"),
+    ("CreateKey", lambda k: {"Policy": "{not json"}, "MalformedPolicyDocumentException"),
+    ("PutKeyPolicy", lambda k: {"KeyId": k["sym"], "PolicyName": "default", "Policy": "{}"},
+     "MalformedPolicyDocumentException"),
+    ("TagResource", lambda k: {"KeyId": k["sym"], "Tags": [{"TagKey": "aws:x", "TagValue": "y"}]}, "TagException"),
+    ("ScheduleKeyDeletion", lambda k: {"KeyId": k["pending"]}, "KMSInvalidStateException"),
+    ("CancelKeyDeletion", lambda k: {"KeyId": k["sym"]}, "KMSInvalidStateException"),
+    # Key state before key spec (AWS): a disabled asymmetric key answers DisabledException.
+    ("RotateKeyOnDemand", lambda k: {"KeyId": k["ecc_sign_disabled"]}, "DisabledException"),
+    ("RotateKeyOnDemand", lambda k: {"KeyId": k["ecc_sign"]}, "UnsupportedOperationException"),
+    ("EnableKeyRotation", lambda k: {"KeyId": k["disabled"]}, "DisabledException"),
+    ("GetParametersForImport", lambda k: {"KeyId": k["sym"], "WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+                                          "WrappingKeySpec": "RSA_2048"}, "UnsupportedOperationException"),
+    ("DeleteImportedKeyMaterial", lambda k: {"KeyId": k["sym"]}, "UnsupportedOperationException"),
+]
+
+
+@pytest.mark.parametrize("operation,body,code", CASES, ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)])
+def test_documented_errors_conform(raw, keys, model, shapes, operation, body, code):
+    status, parsed, raw_body = raw.call(operation, body(keys))
+    assert isinstance(parsed, dict) and parsed.get("__type") == code, raw_body[:400]
+    documented = {s.name for s in model.operation_model(operation).error_shapes}
+    assert code in documented or code in COMMON, f"{operation} does not document {code}: {sorted(documented)}"
+    assert status == expected_status(shapes, code), f"{code}: HTTP {status}"
+    if code in MESSAGELESS:
+        assert set(parsed) == {"__type"}, parsed
+    else:
+        assert isinstance(parsed.get("message"), str) and parsed["message"], parsed
+
+
+# The operations whose KeyId AWS documents as "key ID or key ARN" only.
+ID_ONLY = [
+    ("EnableKey", {}), ("DisableKey", {}), ("ScheduleKeyDeletion", {}), ("CancelKeyDeletion", {}),
+    ("UpdateKeyDescription", {"Description": "d"}), ("GetKeyPolicy", {}),
+    ("PutKeyPolicy", {"Policy": json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]})}), ("ListKeyPolicies", {}),
+    ("EnableKeyRotation", {}), ("DisableKeyRotation", {}), ("GetKeyRotationStatus", {}), ("RotateKeyOnDemand", {}),
+    ("ListKeyRotations", {}), ("TagResource", {"Tags": [{"TagKey": "k", "TagValue": "v"}]}),
+    ("UntagResource", {"TagKeys": ["k"]}), ("ListResourceTags", {}),
+    ("GetParametersForImport", {"WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
+    ("ImportKeyMaterial", {"ImportToken": X, "EncryptedKeyMaterial": X}), ("DeleteImportedKeyMaterial", {}),
+]
+
+
+@pytest.mark.parametrize("operation,extra", ID_ONLY, ids=[o for o, _ in ID_ONLY])
+def test_id_only_operations_refuse_aliases(raw, kms, keys, model, operation, extra):
+    """An existing alias (name or ARN) names no key where AWS takes only a key id or ARN: NotFoundException, and the
+    key behind it is untouched."""
+    region, account = raw.region, kms.describe_key(KeyId=keys["sym"])["KeyMetadata"]["AWSAccountId"]
+    for ref in (keys["alias"], f"arn:aws:kms:{region}:{account}:{keys['alias']}"):
+        status, parsed, raw_body = raw.call(operation, {"KeyId": ref, **extra})
+        assert (status, parsed.get("__type")) == (400, "NotFoundException"), raw_body[:400]
+        assert "NotFoundException" in {s.name for s in model.operation_model(operation).error_shapes}
+    meta = kms.describe_key(KeyId=keys["alias"])["KeyMetadata"]
+    assert meta["KeyState"] == "Enabled" and meta["KeyId"] == keys["sym"]
+
+
+@pytest.mark.parametrize("operation", ["DescribeKey", "Encrypt", "GenerateDataKey"])
+def test_alias_operations_keep_taking_aliases(kms, keys, operation):
+    if operation == "DescribeKey":
+        assert kms.describe_key(KeyId=keys["alias"])["KeyMetadata"]["KeyId"] == keys["sym"]
+    elif operation == "Encrypt":
+        assert keys["sym"] in kms.encrypt(KeyId=keys["alias"], Plaintext=b"x")["KeyId"]
+    else:
+        assert len(kms.generate_data_key(KeyId=keys["alias"], KeySpec="AES_128")["Plaintext"]) == 16
+
+
+def test_verification_failures_have_no_message_through_boto3(kms, keys):
+    """boto3 sees AWS's empty message for these three (the body has no `message` member)."""
+    from botocore.exceptions import ClientError
+    with pytest.raises(ClientError) as exc:
+        kms.decrypt(CiphertextBlob=b"\x01" * 80)
+    assert exc.value.response["Error"]["Code"] == "InvalidCiphertextException"
+    assert exc.value.response["Error"].get("Message", "") == ""
+
+
+def test_dry_run_status_through_boto3(kms, keys):
+    from botocore.exceptions import ClientError
+    with pytest.raises(ClientError) as exc:
+        kms.encrypt(KeyId=keys["sym"], Plaintext=b"x", DryRun=True)
+    assert exc.value.response["Error"]["Code"] == "DryRunOperationException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    json.dumps(exc.value.response["Error"])  # plain data, no secret-bearing objects

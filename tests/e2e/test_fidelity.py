@@ -216,3 +216,94 @@ def test_dry_run_status_through_boto3(kms, keys):
     assert exc.value.response["Error"]["Code"] == "DryRunOperationException"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     json.dumps(exc.value.response["Error"])  # plain data, no secret-bearing objects
+
+
+# ---- AWS managed keys ----------------------------------------------------------------------------------------------
+
+def test_aws_managed_key_is_created_on_first_use(kms):
+    from kmstest import assert_client_error
+    first = kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]
+    assert first["KeyManager"] == "AWS" and first["KeyState"] == "Enabled" and first["Origin"] == "AWS_KMS"
+    assert first["KeySpec"] == "SYMMETRIC_DEFAULT" and "S3" in first["Description"]
+    again = kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]
+    assert again["KeyId"] == first["KeyId"], "one managed key per alias"
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases(KeyId=first["KeyId"])["Aliases"]}
+    assert aliases == {"alias/aws/s3": first["KeyId"]}
+    # A customer key stays CUSTOMER; an undefined alias/aws/ name names nothing.
+    assert kms.describe_key(KeyId=kms.create_key()["KeyMetadata"]["KeyId"])["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    assert_client_error("NotFoundException", kms.describe_key, KeyId="alias/aws/nonesuch")
+    # AWS rotates managed keys yearly; the caller reads that, but cannot change it.
+    status = kms.get_key_rotation_status(KeyId=first["KeyId"])
+    assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 365
+    policy = json.loads(kms.get_key_policy(KeyId=first["KeyId"], PolicyName="default")["Policy"])
+    assert policy["Statement"][0]["Condition"]["StringEquals"]["kms:ViaService"].startswith("s3.")
+
+
+MANAGED_REFUSED = [
+    ("schedule_key_deletion", {"PendingWindowInDays": 7}), ("disable_key", {}), ("enable_key_rotation", {}),
+    ("disable_key_rotation", {}), ("rotate_key_on_demand", {}), ("update_key_description", {"Description": "mine"}),
+    ("put_key_policy", {"PolicyName": "default", "Policy": json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]}),
+        "BypassPolicyLockoutSafetyCheck": True}),
+    ("tag_resource", {"Tags": [{"TagKey": "k", "TagValue": "v"}]}),
+]
+
+
+@pytest.mark.parametrize("operation,extra", MANAGED_REFUSED, ids=[o for o, _ in MANAGED_REFUSED])
+def test_callers_cannot_manage_aws_managed_keys(kms, operation, extra):
+    """AWS's managed-key policy allows callers nothing but the metadata: AccessDeniedException, and nothing changes."""
+    from kmstest import assert_client_error
+    key_id = kms.describe_key(KeyId="alias/aws/ebs")["KeyMetadata"]["KeyId"]
+    before = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    r = assert_client_error("AccessDeniedException", getattr(kms, operation), KeyId=key_id, **extra)
+    assert "no resource-based policy allows" in r["Error"]["Message"] or "not authorized" in r["Error"]["Message"]
+    after = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    assert after == before
+
+
+def test_aws_managed_key_is_usable_only_through_its_service_and_its_alias_is_reserved(kms):
+    from kmstest import assert_client_error
+    key_id = kms.describe_key(KeyId="alias/aws/lambda")["KeyMetadata"]["KeyId"]
+    # A direct call is not through Lambda (no kms:ViaService): AWS denies it too.
+    assert_client_error("AccessDeniedException", kms.encrypt, KeyId="alias/aws/lambda", Plaintext=b"x")
+    assert_client_error("NotAuthorizedException", kms.delete_alias, AliasName="alias/aws/lambda")
+    other = kms.create_key()["KeyMetadata"]["KeyId"]
+    assert_client_error("NotAuthorizedException", kms.update_alias, AliasName="alias/aws/lambda", TargetKeyId=other)
+    assert kms.describe_key(KeyId="alias/aws/lambda")["KeyMetadata"]["KeyId"] == key_id
+
+
+# ---- Key materials (AWS, 2025) -------------------------------------------------------------------------------------
+
+def is_material_id(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def test_key_material_ids_follow_rotation(kms):
+    from kmstest import assert_client_error
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    first = kms.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert is_material_id(first)
+    old_blob = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+    assert old_blob["KeyMaterialId"] == first
+    kms.rotate_key_on_demand(KeyId=key_id)
+    second = kms.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert is_material_id(second) and second != first
+    # Decrypt names the material the ciphertext was made under, old or new.
+    assert kms.decrypt(CiphertextBlob=old_blob["CiphertextBlob"])["KeyMaterialId"] == first
+    new_blob = kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=new_blob)["KeyMaterialId"] == second
+    r = kms.re_encrypt(CiphertextBlob=old_blob["CiphertextBlob"], DestinationKeyId=key_id)
+    assert (r["SourceKeyMaterialId"], r["DestinationKeyMaterialId"]) == (first, second)
+    pair = kms.generate_data_key_pair_without_plaintext(KeyId=key_id, KeyPairSpec="ECC_NIST_P256")
+    assert pair["KeyMaterialId"] == second
+    rotations = kms.list_key_rotations(KeyId=key_id)["Rotations"]
+    assert [e["KeyMaterialId"] for e in rotations] == [second] and "KeyMaterialState" not in rotations[0]
+    everything = kms.list_key_rotations(KeyId=key_id, IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert [(e["KeyMaterialId"], e["KeyMaterialState"]) for e in everything] == [(second, "CURRENT")]
+    assert_client_error("ValidationException", kms.list_key_rotations, KeyId=key_id, IncludeKeyMaterial="SOME")
+    # Only symmetric encryption keys have one.
+    sign = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    assert "CurrentKeyMaterialId" not in sign
+    # Another key's material id differs (ids derive from the key, not only the version).
+    other = kms.create_key()["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert other not in (first, second)

@@ -151,7 +151,8 @@ def import_material(kms, base: Path, meta: dict, material: bytes, algorithm: str
     r = kms.import_key_material(KeyId=meta["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc,
                                 **kwargs)
     r.pop("ResponseMetadata", None)
-    assert r == {"KeyId": meta["Arn"]}, r
+    assert set(r) == {"KeyId", "KeyMaterialId"} and r["KeyId"] == meta["Arn"], r
+    assert len(r["KeyMaterialId"]) == 64 and int(r["KeyMaterialId"], 16) >= 0, r
     return params, enc
 
 
@@ -456,7 +457,7 @@ def test_delete_imported_key_material_and_reimport(kms, scratch):
 
     r = kms.delete_imported_key_material(KeyId=meta["KeyId"])
     r.pop("ResponseMetadata", None)
-    assert r == {"KeyId": meta["Arn"]}, r
+    assert set(r) == {"KeyId", "KeyMaterialId"} and r["KeyId"] == meta["Arn"], r
     assert_pending_import(kms, meta, [blob, dk["CiphertextBlob"]])
     for call in (kms.enable_key, kms.disable_key):
         assert_client_error("KMSInvalidStateException", call, KeyId=meta["KeyId"])
@@ -691,7 +692,7 @@ def test_cli_import_round_trip(server, kms, tmp_path):
                               f"fileb://{d / 'enc.bin'}", "--import-token", f"fileb://{d / 'token.bin'}",
                               "--expiration-model", EXPIRES, "--valid-to", iso)
     assert rc == 0, err
-    assert res == {"KeyId": arn}, res
+    assert res["KeyId"] == arn and len(res["KeyMaterialId"]) == 64, res
     meta = server.aws_ok("describe-key", "--key-id", key_id)["KeyMetadata"]
     assert meta["Origin"] == "EXTERNAL" and meta["KeyState"] == "Enabled" and meta["Enabled"] is True, meta
     assert meta["ExpirationModel"] == EXPIRES, meta
@@ -702,7 +703,7 @@ def test_cli_import_round_trip(server, kms, tmp_path):
     blob = assert_usable(kms, {"KeyId": key_id, "Arn": arn}, EXPIRES, valid_to)
 
     out = server.aws_ok("delete-imported-key-material", "--key-id", key_id)
-    assert out == {"KeyId": arn}, out
+    assert out["KeyId"] == arn and out["KeyMaterialId"] == res["KeyMaterialId"], out
     assert_pending_import(kms, {"KeyId": key_id, "Arn": arn}, [blob])
     # different material through the CLI is refused
     (d / "other.bin").write_bytes(wrap(tmp_path, public, rand_material(tmp_path), "RSA_AES_KEY_WRAP_SHA_256"))

@@ -401,12 +401,18 @@ def test_state_changes_take_effect_on_the_next_request(kms):
 
 
 @pytest.mark.parametrize("form", ["id", "arn", "alias", "alias-arn"])
-def test_enable_disable_take_any_key_id_form(kms, form):
+def test_enable_disable_take_key_ids_not_aliases(kms, form):
     key = new_key(kms)
     alias = f"alias/{unique('form')}"
     kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
     alias_arn = key["Arn"].split(":key/")[0] + ":" + alias
     ref = {"id": key["KeyId"], "arn": key["Arn"], "alias": alias, "alias-arn": alias_arn}[form]
+    if form.startswith("alias"):
+        # AWS documents EnableKey and DisableKey as taking a key id or key ARN only: an alias names no key there.
+        assert_client_error("NotFoundException", kms.disable_key, KeyId=ref)
+        assert_client_error("NotFoundException", kms.enable_key, KeyId=ref)
+        assert state_of(kms, key["KeyId"]) == "Enabled"
+        return
     assert set(kms.disable_key(KeyId=ref)) == {"ResponseMetadata"}
     assert state_of(kms, key["KeyId"]) == "Disabled"
     kms.disable_key(KeyId=ref)  # no-op

@@ -81,7 +81,7 @@ def assert_rotation_entries(entries: list, arn: str, types: list) -> None:
     """Entries name the key's ARN, have the given types in order, and come oldest first."""
     assert [e["RotationType"] for e in entries] == types, entries
     for entry in entries:
-        assert set(entry) == {"KeyId", "RotationDate", "RotationType"}, entry
+        assert set(entry) == {"KeyId", "KeyMaterialId", "RotationDate", "RotationType"}, entry
         assert entry["KeyId"] == arn, entry
     dates = [epoch(e["RotationDate"]) for e in entries]
     assert dates == sorted(dates), f"ListKeyRotations must list oldest first: {dates}"
@@ -467,7 +467,7 @@ def test_cli_re_encrypt(server, kms, tmp_path):
                         "--destination-key-id", dst["KeyId"],
                         "--destination-encryption-context", json.dumps({"to": "dst"}))
     assert set(out) == {"CiphertextBlob", "SourceKeyId", "KeyId", "SourceEncryptionAlgorithm",
-                        "DestinationEncryptionAlgorithm"}, out
+                        "DestinationEncryptionAlgorithm", "SourceKeyMaterialId", "DestinationKeyMaterialId"}, out
     assert out["KeyId"] == dst["Arn"] and out["SourceKeyId"] == src["Arn"], out
     assert out["SourceEncryptionAlgorithm"] == out["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT", out
     new_blob = base64.b64decode(out["CiphertextBlob"], validate=True)
@@ -489,7 +489,7 @@ def re_encrypt(kms, **kwargs) -> dict:
     r = kms.re_encrypt(**kwargs)
     r.pop("ResponseMetadata", None)
     assert set(r) == {"CiphertextBlob", "SourceKeyId", "KeyId", "SourceEncryptionAlgorithm",
-                      "DestinationEncryptionAlgorithm"}, r
+                      "DestinationEncryptionAlgorithm", "SourceKeyMaterialId", "DestinationKeyMaterialId"}, r
     assert r["SourceEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT", r
     assert r["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT", r
     return r

@@ -235,6 +235,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         rotations: Vec::new(),
         imported: None,
         policy_principals: Some(bindings),
+        aws_managed: false,
     };
     // RSA generation is bounded per vCPU and per principal (ThrottlingException past the principal's limit).
     let _ticket =

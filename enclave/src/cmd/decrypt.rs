@@ -38,6 +38,8 @@ struct Response<'a> {
     #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
     ciphertext_for_recipient: Option<&'a [u8]>,
     encryption_algorithm: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec<u8>, Error> {
@@ -80,6 +82,7 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
+    let key_material_id = Some(key.material_id(header.key_version));
     let plaintext = open(&key, header, &blob, &req.encryption_context)?;
     let sealed = recipient
         .as_ref()
@@ -90,6 +93,7 @@ pub async fn run(svc: &Service, caller: &Caller, mut req: Request) -> Result<Vec
         plaintext: if sealed.is_some() { None } else { Some(&plaintext) },
         ciphertext_for_recipient: sealed.as_deref(),
         encryption_algorithm: "SYMMETRIC_DEFAULT",
+        key_material_id,
     })
 }
 
@@ -137,6 +141,7 @@ async fn decrypt_asymmetric(
         plaintext: if sealed.is_some() { None } else { Some(&plaintext) },
         ciphertext_for_recipient: sealed.as_deref(),
         encryption_algorithm: alg.name(),
+        key_material_id: None,
     })
 }
 

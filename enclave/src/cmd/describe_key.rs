@@ -48,6 +48,9 @@ pub struct KeyMetadata<'a> {
     expiration_model: Option<ExpirationModel>,
     #[serde(skip_serializing_if = "Option::is_none")]
     valid_to: Option<f64>,
+    /// The material new encryptions use (symmetric encryption keys with material).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_key_material_id: Option<String>,
 }
 
 /// The algorithm lists of a key, as DescribeKey and GetPublicKey give them: only the list its usage calls for.
@@ -91,7 +94,7 @@ pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
         key_usage: key.meta.key_usage,
         key_state: key.meta.key_state,
         origin: key.meta.origin,
-        key_manager: "CUSTOMER",
+        key_manager: if key.meta.aws_managed { "AWS" } else { "CUSTOMER" },
         customer_master_key_spec: key.meta.key_spec,
         key_spec: key.meta.key_spec,
         encryption_algorithms: algs.encryption,
@@ -103,6 +106,7 @@ pub fn metadata<'a>(svc: &'a Service, key: &'a Key) -> KeyMetadata<'a> {
         pending_deletion_window_in_days: key.meta.pending_window_days,
         expiration_model: key.meta.imported.as_ref().and_then(|i| i.expiration_model),
         valid_to: key.meta.imported.as_ref().and_then(|i| i.valid_to),
+        current_key_material_id: if key.is_symmetric() { key.current_material_id() } else { None },
     }
 }
 

@@ -32,6 +32,8 @@ struct Response<'a> {
     #[serde(serialize_with = "super::opt_b64", skip_serializing_if = "Option::is_none")]
     ciphertext_for_recipient: Option<&'a [u8]>,
     key_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// The data key length from KeySpec or NumberOfBytes (exactly one of them).
@@ -81,6 +83,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
         plaintext: (with_plaintext && sealed.is_none()).then_some(&data_key[..]),
         ciphertext_for_recipient: sealed.as_deref(),
         key_id: &key.arn,
+        key_material_id: key.current_material_id(),
     })
 }
 

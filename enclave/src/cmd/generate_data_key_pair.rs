@@ -33,6 +33,8 @@ struct Response<'a> {
     public_key: &'a [u8],
     key_id: &'a str,
     key_pair_spec: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// The KeyPairSpec member.
@@ -93,5 +95,6 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request, with_plaintext: b
         public_key: &pair.public_spki,
         key_id: &key.arn,
         key_pair_spec: spec.name(),
+        key_material_id: key.current_material_id(),
     })
 }

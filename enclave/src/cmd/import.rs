@@ -11,7 +11,7 @@ use crate::access::principals::Caller;
 use crate::crypto::secret::Key256;
 use crate::error::Error;
 use crate::service::Service;
-use crate::state::keys::{ExpirationModel, Imported, Key, KeyState, Origin};
+use crate::state::keys::{ExpirationModel, IMPORTED_VERSION, Imported, Key, KeyState, Origin};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::key_wrap::{AES_256, KeyEncryptionKey, KeyWrapPadded};
 use aws_lc_rs::rsa::PrivateDecryptingKey;
@@ -172,6 +172,8 @@ pub struct ImportRequest {
 #[serde(rename_all = "PascalCase")]
 struct KeyIdResponse<'a> {
     key_id: &'a str,
+    /// The imported (or deleted) material's KeyMaterialId.
+    key_material_id: String,
 }
 
 /// Unwraps the material with the token's RSA key.
@@ -296,27 +298,34 @@ pub async fn import(svc: &Service, caller: &Caller, req: ImportRequest) -> Resul
         })
         .await?;
     tracing::info!(key_id = %key.meta.key_id, "key material imported");
-    respond(KeyIdResponse { key_id: &updated.arn })
+    respond(KeyIdResponse { key_id: &updated.arn, key_material_id: updated.material_id(IMPORTED_VERSION) })
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteRequest {
     key_id: Option<String>,
-    #[allow(dead_code)]
     key_material_id: Option<String>,
 }
 
 pub async fn delete(svc: &Service, caller: &Caller, req: DeleteRequest) -> Result<Vec<u8>, Error> {
-    let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:DeleteImportedKeyMaterial", |_| {}).await?;
+    let key =
+        authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:DeleteImportedKeyMaterial", |_| {}).await?;
     let updated = svc
         .keys
         .update(&key.meta.key_id, |key| {
             require_external(key)?;
+            // One material per key here: a KeyMaterialId must name it (AWS: NotFoundException for another).
+            if let Some(named) = req.key_material_id.as_deref()
+                && named != key.material_id(IMPORTED_VERSION)
+            {
+                let shown: String = named.chars().take(64).collect();
+                return Err(Error::NotFound(format!("Key material {shown} does not exist for {}", key.arn)));
+            }
             key.remove_material();
             Ok(())
         })
         .await?;
     tracing::info!(key_id = %key.meta.key_id, "imported key material deleted");
-    respond(KeyIdResponse { key_id: &updated.arn })
+    respond(KeyIdResponse { key_id: &updated.arn, key_material_id: updated.material_id(IMPORTED_VERSION) })
 }

@@ -23,6 +23,7 @@ mod key_policy;
 mod list_aliases;
 mod list_keys;
 mod mac;
+mod managed;
 mod re_encrypt;
 mod recipient;
 mod rotation;
@@ -192,7 +193,10 @@ pub async fn resolve(svc: &Service, key_id: &str) -> Result<Arc<Key>, Error> {
         KeyRef::Id(id) => svc.keys.get(&id).await?.ok_or_else(|| key_not_found(svc, &id)),
         KeyRef::Alias(name) => {
             let alias_missing = || Error::NotFound(format!("Alias {} is not found.", svc.scope.alias_arn(&name)));
-            let Some(alias) = svc.aliases.get(&name).await? else { return Err(alias_missing()) };
+            let Some(alias) = svc.aliases.get(&name).await? else {
+                // A predefined `alias/aws/SERVICE` gets its AWS managed key on first use, as in AWS KMS.
+                return managed::get_or_create(svc, &name).await?.ok_or_else(alias_missing);
+            };
             match svc.keys.lookup(&alias.target_key_id).await? {
                 Lookup::Live(k) => Ok(k),
                 Lookup::Destroyed => {

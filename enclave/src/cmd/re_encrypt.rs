@@ -36,6 +36,10 @@ struct Response<'a> {
     key_id: &'a str,
     source_encryption_algorithm: &'static str,
     destination_encryption_algorithm: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_key_material_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination_key_material_id: Option<String>,
 }
 
 /// Refuses a key that does not offer `alg` (symmetric keys SYMMETRIC_DEFAULT, RSA ENCRYPT_DECRYPT keys RSAES_*).
@@ -103,6 +107,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     if req.dry_run == Some(true) {
         return Err(Error::DryRunOperation);
     }
+    let source_key_material_id = header.map(|h| source.material_id(h.key_version));
     let plaintext = match (source_alg, header, source.pair()) {
         (EncryptionAlgorithm::Symmetric, Some(h), _) => open(&source, h, &blob, &req.source_encryption_context)?,
         (EncryptionAlgorithm::Rsa(a), _, Some(pair)) => pair.decrypt(a, &blob).map_err(|_| Error::InvalidCiphertext)?,
@@ -132,5 +137,11 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
         key_id: &destination.arn,
         source_encryption_algorithm: source_alg.name(),
         destination_encryption_algorithm: destination_alg.name(),
+        source_key_material_id,
+        destination_key_material_id: if destination_alg == EncryptionAlgorithm::Symmetric {
+            destination.current_material_id()
+        } else {
+            None
+        },
     })
 }

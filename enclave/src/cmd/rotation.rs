@@ -34,7 +34,6 @@ pub struct ListRequest {
     key_id: Option<String>,
     limit: Option<i64>,
     marker: Option<String>,
-    #[allow(dead_code)]
     include_key_material: Option<String>,
 }
 
@@ -59,6 +58,9 @@ struct KeyIdResponse<'a> {
 #[serde(rename_all = "PascalCase")]
 struct RotationOut<'a> {
     key_id: &'a str,
+    key_material_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_state: Option<&'static str>,
     rotation_date: f64,
     rotation_type: &'static str,
 }
@@ -166,7 +168,20 @@ pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Ve
         Some(m) => Some(decode_marker('R', m)?.parse().map_err(|_| Error::InvalidMarker)?),
         None => None,
     };
+    // ROTATIONS_ONLY (the default) or ALL_KEY_MATERIAL, which adds each material's state.
+    let with_state = match req.include_key_material.as_deref() {
+        None | Some("ROTATIONS_ONLY") => false,
+        Some("ALL_KEY_MATERIAL") => true,
+        Some(other) => {
+            return Err(constraint(
+                other.chars().take(64).collect::<String>(),
+                "includeKeyMaterial",
+                "Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]",
+            ));
+        }
+    };
     let key = authorized_key(svc, caller, &required(req.key_id, "keyId")?, "kms:ListKeyRotations", |_| {}).await?;
+    let current = key.current().map(|(v, _)| v);
     let mut rotations: Vec<_> = key.meta.rotations.iter().filter(|r| after.is_none_or(|a| r.version > a)).collect();
     let truncated = rotations.len() > limit;
     rotations.truncate(limit);
@@ -176,6 +191,12 @@ pub async fn list(svc: &Service, caller: &Caller, req: ListRequest) -> Result<Ve
         .into_iter()
         .map(|r| RotationOut {
             key_id: &key.arn,
+            key_material_id: key.material_id(r.version),
+            key_material_state: with_state.then_some(if Some(r.version) == current {
+                "CURRENT"
+            } else {
+                "NON_CURRENT"
+            }),
             rotation_date: r.date,
             rotation_type: if r.on_demand { "ON_DEMAND" } else { "AUTOMATIC" },
         })

@@ -175,7 +175,8 @@ mod tests {
         let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
         assert_eq!(parse_key_ref(mrk, &sc).unwrap(), KeyRef::Id(mrk.into()));
         assert_eq!(parse_key_ref(&sc.key_arn(mrk), &sc).unwrap(), KeyRef::Id(mrk.into()));
-        for bad in ["mrk-1234", "mrk-1234abcd12ab34cd56ef1234567890az", "mrk-1234abcd12ab34cd56ef1234567890ab0", "mrk-"] {
+        for bad in ["mrk-1234", "mrk-1234abcd12ab34cd56ef1234567890az", "mrk-1234abcd12ab34cd56ef1234567890ab0", "mrk-"]
+        {
             assert!(matches!(parse_key_ref(bad, &sc), Err(Error::NotFound(_))), "{bad}");
         }
     }

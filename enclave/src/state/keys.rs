@@ -168,6 +168,9 @@ pub struct Imported {
     pub valid_to: Option<f64>,
 }
 
+/// The backing-key version imported material is installed as.
+pub const IMPORTED_VERSION: u32 = 1;
+
 /// Everything about a key except its secret material. Stored inside the sealed key record.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct KeyMeta {
@@ -205,6 +208,9 @@ pub struct KeyMeta {
     /// (`crate::access::policy::Policy::bind`). `None` for a policy saved before ids existed (ARNs compared alone).
     #[serde(default)]
     pub policy_principals: Option<std::collections::BTreeMap<String, String>>,
+    /// An AWS managed key (KeyManager AWS), made for a predefined `alias/aws/SERVICE` on first use.
+    #[serde(default)]
+    pub aws_managed: bool,
 }
 
 /// The last policy text made shared by [`shared_policy`].
@@ -399,7 +405,7 @@ impl Key {
     /// Installs imported material as the key's only backing key (version 1, so ciphertexts made under an earlier
     /// import of the same material decrypt again).
     pub fn set_material(&mut self, material: Key256) {
-        self.materials = vec![(1, material)];
+        self.materials = vec![(IMPORTED_VERSION, material)];
     }
 
     /// Deletes the key's material (imported keys only); the key is then pending import.
@@ -444,6 +450,23 @@ impl Key {
     /// The newest backing key and its version, used for every new encryption.
     pub fn current(&self) -> Option<(u32, &Key256)> {
         self.materials.iter().max_by_key(|(v, _)| *v).map(|(v, k)| (*v, k))
+    }
+
+    /// AWS's KeyMaterialId of backing-key `version`: 64 hex digits, SHA-256 over a label, the key's id and the
+    /// version. Derived from nothing secret, so it names the material without telling anything of it, and the same
+    /// (re-imported) material keeps its id.
+    pub fn material_id(&self, version: u32) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"enclave-kms key material id v1\0");
+        h.update(self.uuid);
+        h.update(version.to_be_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// The KeyMaterialId of the material new encryptions use (symmetric encryption keys with material only).
+    pub fn current_material_id(&self) -> Option<String> {
+        self.current().map(|(v, _)| self.material_id(v))
     }
 
     /// The backing key of `version`, used to decrypt.

@@ -26,6 +26,7 @@ fn meta_for_test() -> KeyMeta {
         rotations: Vec::new(),
         imported: None,
         policy_principals: None,
+        aws_managed: false,
     }
 }
 

@@ -236,7 +236,8 @@ def test_aws_managed_key_is_created_on_first_use(kms):
     status = kms.get_key_rotation_status(KeyId=first["KeyId"])
     assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 365
     policy = json.loads(kms.get_key_policy(KeyId=first["KeyId"], PolicyName="default")["Policy"])
-    assert policy["Statement"][0]["Condition"]["StringEquals"]["kms:ViaService"].startswith("s3.")
+    assert policy["Id"] == "auto-s3-1" and [s["Sid"] for s in policy["Statement"]] == [
+        "Allow direct access to key metadata to the account"]
 
 
 MANAGED_REFUSED = [
@@ -264,7 +265,7 @@ def test_callers_cannot_manage_aws_managed_keys(kms, operation, extra):
 def test_aws_managed_key_is_usable_only_through_its_service_and_its_alias_is_reserved(kms):
     from kmstest import assert_client_error
     key_id = kms.describe_key(KeyId="alias/aws/lambda")["KeyMetadata"]["KeyId"]
-    # A direct call is not through Lambda (no kms:ViaService): AWS denies it too.
+    # A direct call is not through Lambda: AWS denies it too.
     assert_client_error("AccessDeniedException", kms.encrypt, KeyId="alias/aws/lambda", Plaintext=b"x")
     assert_client_error("NotAuthorizedException", kms.delete_alias, AliasName="alias/aws/lambda")
     other = kms.create_key()["KeyMetadata"]["KeyId"]

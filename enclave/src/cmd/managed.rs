@@ -1,9 +1,8 @@
 //! AWS managed keys: the predefined `alias/aws/SERVICE` aliases, each with its key created on first use.
 //!
 //! As AWS KMS does, naming a predefined alias (DescribeKey, Encrypt, ... through an alias) creates the AWS managed
-//! key for it when there is none yet: a symmetric key with KeyManager AWS, AWS's managed-key policy (use only through
-//! the service, `kms:ViaService`, by principals of the account; metadata to the account) and yearly automatic
-//! rotation. Callers cannot delete, disable, re-policy, tag or rotate it: the policy allows none of those, so they get
+//! key for it when there is none yet: a symmetric key with KeyManager AWS, AWS's managed-key policy (its metadata
+//! statement: see [`policy`]) and yearly automatic rotation. Callers cannot delete, disable, re-policy, tag or rotate it: the policy allows none of those, so they get
 //! AWS's AccessDeniedException ("no resource-based policy allows ..."), and `alias/aws/` names cannot be created,
 //! retargeted or deleted (NotAuthorizedException, state/aliases.rs).
 
@@ -12,26 +11,26 @@ use crate::service::Service;
 use crate::state::keys::{Key, KeyMeta, KeySpec, KeyState, KeyUsage, Origin};
 use std::sync::Arc;
 
-/// The predefined AWS managed key aliases served: (alias suffix, the `kms:ViaService` prefix, what the key protects).
+/// The predefined AWS managed key aliases served: (alias suffix, what the key protects).
 /// Other `alias/aws/...` names name nothing (NotFoundException), as an undefined one does in AWS.
-const SERVICES: &[(&str, &str, &str)] = &[
-    ("acm", "acm", "ACM private keys"),
-    ("backup", "backup", "backups"),
-    ("dynamodb", "dynamodb", "DynamoDB tables"),
-    ("ebs", "ec2", "EBS volumes"),
-    ("ecr", "ecr", "ECR repositories"),
-    ("elasticfilesystem", "elasticfilesystem", "EFS file systems"),
-    ("es", "es", "OpenSearch domains"),
-    ("glue", "glue", "Glue data"),
-    ("kinesis", "kinesis", "Kinesis data"),
-    ("lambda", "lambda", "Lambda functions"),
-    ("rds", "rds", "RDS databases"),
-    ("redshift", "redshift", "Redshift clusters"),
-    ("s3", "s3", "S3 objects"),
-    ("secretsmanager", "secretsmanager", "secrets"),
-    ("sns", "sns", "SNS data"),
-    ("sqs", "sqs", "SQS messages"),
-    ("ssm", "ssm", "SSM parameters"),
+const SERVICES: &[(&str, &str)] = &[
+    ("acm", "ACM private keys"),
+    ("backup", "backups"),
+    ("dynamodb", "DynamoDB tables"),
+    ("ebs", "EBS volumes"),
+    ("ecr", "ECR repositories"),
+    ("elasticfilesystem", "EFS file systems"),
+    ("es", "OpenSearch domains"),
+    ("glue", "Glue data"),
+    ("kinesis", "Kinesis data"),
+    ("lambda", "Lambda functions"),
+    ("rds", "RDS databases"),
+    ("redshift", "Redshift clusters"),
+    ("s3", "S3 objects"),
+    ("secretsmanager", "secrets"),
+    ("sns", "SNS data"),
+    ("sqs", "SQS messages"),
+    ("ssm", "SSM parameters"),
 ];
 
 /// AWS rotates AWS managed keys every year.
@@ -40,29 +39,21 @@ const ROTATION_DAYS: u32 = 365;
 /// One managed key is created at a time, so two first uses of an alias do not make two keys.
 static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The (via-service prefix, description noun) of a predefined AWS managed key alias.
-pub fn predefined(alias: &str) -> Option<(&'static str, &'static str)> {
+/// What the key of a predefined AWS managed key alias protects (for its description).
+pub fn predefined(alias: &str) -> Option<&'static str> {
     let service = alias.strip_prefix("alias/aws/")?;
-    SERVICES.iter().find(|(s, _, _)| *s == service).map(|(_, via, what)| (*via, *what))
+    SERVICES.iter().find(|(s, _)| *s == service).map(|(_, what)| *what)
 }
 
-/// The key policy AWS gives an AWS managed key.
-pub fn policy(account: &str, region: &str, via: &str, service: &str) -> String {
+/// The key policy of an AWS managed key: AWS's statement that gives the account the key's metadata
+/// (Describe*, Get*, List*). AWS's other statement allows use only through the service (`kms:ViaService`); no request
+/// reaches this service through an AWS service, and its policy engine refuses a condition key that is never set, so
+/// that statement is left out: the effect is AWS's for a direct caller (no cryptographic use, no management).
+pub fn policy(account: &str, service: &str) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
         "Id": format!("auto-{service}-1"),
         "Statement": [
-            {
-                "Sid": format!("Allow access through {service} for all principals in the account that are authorized to use {service}"),
-                "Effect": "Allow",
-                "Principal": {"AWS": "*"},
-                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {
-                    "kms:ViaService": format!("{via}.{region}.amazonaws.com"),
-                    "kms:CallerAccount": account
-                }}
-            },
             {
                 "Sid": "Allow direct access to key metadata to the account",
                 "Effect": "Allow",
@@ -78,14 +69,14 @@ pub fn policy(account: &str, region: &str, via: &str, service: &str) -> String {
 /// The AWS managed key of predefined alias `alias`, created now if it has none. `None` when `alias` is not a
 /// predefined one. Created keys are authorized afterwards like any other, by their own policy.
 pub async fn get_or_create(svc: &Service, alias: &str) -> Result<Option<Arc<Key>>, Error> {
-    let Some((via, what)) = predefined(alias) else { return Ok(None) };
+    let Some(what) = predefined(alias) else { return Ok(None) };
     let _one = CREATING.lock().await;
     if let Some(existing) = svc.aliases.get(alias).await? {
         // Created by a concurrent first use while this one waited.
         return svc.keys.get(&existing.target_key_id).await;
     }
     let service = alias.trim_start_matches("alias/aws/");
-    let text = policy(&svc.scope.account_id, &svc.scope.region, via, service);
+    let text = policy(&svc.scope.account_id, service);
     let parsed = crate::access::policy::Policy::parse(&text)?;
     let bindings = svc.principals.bindings(&parsed).await?;
     let (key_id, _) = crate::state::ids::new_key_id()?;
@@ -122,8 +113,8 @@ mod tests {
 
     #[test]
     fn only_predefined_aliases_are_managed() {
-        assert_eq!(predefined("alias/aws/s3"), Some(("s3", "S3 objects")));
-        assert_eq!(predefined("alias/aws/ebs").map(|p| p.0), Some("ec2"));
+        assert_eq!(predefined("alias/aws/s3"), Some("S3 objects"));
+        assert_eq!(predefined("alias/aws/ebs"), Some("EBS volumes"));
         assert_eq!(predefined("alias/aws/nonesuch"), None);
         assert_eq!(predefined("alias/s3"), None);
         assert_eq!(predefined("alias/aws/"), None);
@@ -131,9 +122,9 @@ mod tests {
 
     #[test]
     fn managed_policy_parses_and_names_the_account() {
-        let text = policy("111122223333", "eu-west-1", "s3", "s3");
+        let text = policy("111122223333", "s3");
         crate::access::policy::Policy::parse(&text).unwrap();
-        assert!(text.contains("s3.eu-west-1.amazonaws.com") && text.contains("arn:aws:iam::111122223333:root"));
+        assert!(text.contains("auto-s3-1") && text.contains("arn:aws:iam::111122223333:root"));
         assert!(!text.contains("kms:*") && !text.contains("ScheduleKeyDeletion") && !text.contains("PutKeyPolicy"));
     }
 }

@@ -173,7 +173,8 @@ ID_ONLY = [
     ("ListKeyRotations", {}), ("TagResource", {"Tags": [{"TagKey": "k", "TagValue": "v"}]}),
     ("UntagResource", {"TagKeys": ["k"]}), ("ListResourceTags", {}),
     ("GetParametersForImport", {"WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
-    ("ImportKeyMaterial", {"ImportToken": X, "EncryptedKeyMaterial": X}), ("DeleteImportedKeyMaterial", {}),
+    ("ImportKeyMaterial", {"ImportToken": X, "EncryptedKeyMaterial": X, "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}),
+    ("DeleteImportedKeyMaterial", {}),
 ]
 
 
@@ -308,3 +309,40 @@ def test_key_material_ids_follow_rotation(kms):
     # Another key's material id differs (ids derive from the key, not only the version).
     other = kms.create_key()["KeyMetadata"]["CurrentKeyMaterialId"]
     assert other not in (first, second)
+
+
+def test_import_defaults_to_key_material_expires(kms):
+    """AWS's default ExpirationModel is KEY_MATERIAL_EXPIRES: naming neither it nor ValidTo is a ValidationException."""
+    from kmstest import assert_client_error
+    key_id = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    params = kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                           WrappingKeySpec="RSA_2048")
+    junk = b"\x01" * 256
+    r = assert_client_error("ValidationException", kms.import_key_material, KeyId=key_id,
+                            ImportToken=params["ImportToken"], EncryptedKeyMaterial=junk)
+    assert "ValidTo" in r["Error"]["Message"]
+    # With the model named, the same request gets as far as unwrapping the (junk) material.
+    r = assert_client_error("InvalidCiphertextException", kms.import_key_material, KeyId=key_id,
+                            ImportToken=params["ImportToken"], EncryptedKeyMaterial=junk,
+                            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+
+
+MESSAGES = [
+    ("Encrypt", lambda k: {"KeyId": k["sym"], "Plaintext": ""}, "ValidationException",
+     "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+     "Member must have length greater than or equal to 1"),
+    ("Encrypt", lambda k: {"KeyId": k["sym"], "Plaintext": b64(b"x" * 4097)}, "ValidationException",
+     "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+     "Member must have length less than or equal to 4096"),
+    ("CreateKey", lambda k: {"Tags": [{"TagKey": "aws:x", "TagValue": "y"}]}, "TagException",
+     "Tags beginning with aws: are reserved"),
+    ("ListKeyRotations", lambda k: {"KeyId": k["sym"], "IncludeKeyMaterial": "SOME"}, "ValidationException",
+     "1 validation error detected: Value 'SOME' at 'includeKeyMaterial' failed to satisfy constraint: "
+     "Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]"),
+]
+
+
+@pytest.mark.parametrize("operation,body,code,message", MESSAGES, ids=[f"{m[0]}-{i}" for i, m in enumerate(MESSAGES)])
+def test_validation_messages_use_aws_wording(raw, keys, operation, body, code, message):
+    status, parsed, raw_body = raw.call(operation, body(keys))
+    assert (status, parsed.get("__type"), parsed.get("message")) == (400, code, message), raw_body[:400]

@@ -147,6 +147,8 @@ def import_material(kms, base: Path, meta: dict, material: bytes, algorithm: str
                     spec: str = "RSA_2048", params: dict | None = None, **kwargs) -> tuple[dict, bytes]:
     """Parameters (unless given), openssl wrapping and ImportKeyMaterial; returns (params, EncryptedKeyMaterial)."""
     params = params or get_params(kms, meta, algorithm, spec)
+    if "ExpirationModel" not in kwargs and "ValidTo" not in kwargs:
+        kwargs["ExpirationModel"] = DOES_NOT_EXPIRE  # AWS's default is KEY_MATERIAL_EXPIRES, which needs a ValidTo
     enc = wrap(base, params["PublicKey"], material, algorithm)
     r = kms.import_key_material(KeyId=meta["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc,
                                 **kwargs)
@@ -327,7 +329,7 @@ def test_token_made_for_another_key(kms, scratch, pending):
     b_meta = new_external_key(kms)
     # A's token with material wrapped under A's public key, imported into B
     assert_client_error("InvalidImportTokenException", kms.import_key_material, KeyId=b_meta["KeyId"],
-                        ImportToken=a_params["ImportToken"], EncryptedKeyMaterial=a_enc)
+                        ImportToken=a_params["ImportToken"], EncryptedKeyMaterial=a_enc, ExpirationModel=DOES_NOT_EXPIRE)
     assert state_of(kms, b_meta["KeyId"]) == "PendingImport"
     assert state_of(kms, a_meta["KeyId"]) == "PendingImport"
 
@@ -345,7 +347,7 @@ def test_altered_token(kms, pending, where):
     }[where](token)
     assert altered != token
     assert_client_error("InvalidImportTokenException", kms.import_key_material, KeyId=meta["KeyId"],
-                        ImportToken=altered, EncryptedKeyMaterial=enc)
+                        ImportToken=altered, EncryptedKeyMaterial=enc, ExpirationModel=DOES_NOT_EXPIRE)
 
 
 def test_material_wrapped_under_another_public_key(kms, scratch, pending):
@@ -355,7 +357,7 @@ def test_material_wrapped_under_another_public_key(kms, scratch, pending):
     assert other_params["PublicKey"] != params["PublicKey"]
     enc = wrap(scratch, other_params["PublicKey"], material, "RSAES_OAEP_SHA_256")
     assert_client_error("InvalidCiphertextException", kms.import_key_material, KeyId=meta["KeyId"],
-                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc)
+                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc, ExpirationModel=DOES_NOT_EXPIRE)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -374,7 +376,7 @@ def test_garbage_material(kms, scratch, pending, algorithm):
     for i, bad in enumerate(garbage):
         try:
             assert_client_error("InvalidCiphertextException", kms.import_key_material, KeyId=meta["KeyId"],
-                                ImportToken=params["ImportToken"], EncryptedKeyMaterial=bad)
+                                ImportToken=params["ImportToken"], EncryptedKeyMaterial=bad, ExpirationModel=DOES_NOT_EXPIRE)
         except AssertionError as exc:
             raise AssertionError(f"garbage variant #{i} ({len(bad)} bytes): {exc}") from None
     assert state_of(kms, meta["KeyId"]) == "PendingImport"
@@ -386,7 +388,7 @@ def test_material_not_32_bytes(kms, scratch, pending, algorithm, size):
     meta, params, _, _ = pending(algorithm)
     enc = wrap(scratch, params["PublicKey"], rand_material(scratch, size), algorithm)
     assert_client_error("IncorrectKeyMaterialException", kms.import_key_material, KeyId=meta["KeyId"],
-                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc)
+                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc, ExpirationModel=DOES_NOT_EXPIRE)
 
 
 def test_correct_import_after_rejected_ones(kms, scratch):
@@ -396,9 +398,9 @@ def test_correct_import_after_rejected_ones(kms, scratch):
     material = rand_material(scratch)
     enc = wrap(scratch, params["PublicKey"], rand_material(scratch, 16), "RSA_AES_KEY_WRAP_SHA_256")
     assert_client_error("IncorrectKeyMaterialException", kms.import_key_material, KeyId=meta["KeyId"],
-                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc)
+                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc, ExpirationModel=DOES_NOT_EXPIRE)
     assert_client_error("InvalidCiphertextException", kms.import_key_material, KeyId=meta["KeyId"],
-                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=b"\x07" * 296)
+                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=b"\x07" * 296, ExpirationModel=DOES_NOT_EXPIRE)
     import_material(kms, scratch, meta, material, "RSA_AES_KEY_WRAP_SHA_256", params=params)
     assert_usable(kms, meta)
 
@@ -436,7 +438,7 @@ def test_reimport_of_different_material(kms, scratch):
         p = params if algorithm == "RSAES_OAEP_SHA_256" else get_params(kms, meta, algorithm)
         enc = wrap(scratch, p["PublicKey"], other, algorithm)
         assert_client_error("IncorrectKeyMaterialException", kms.import_key_material, KeyId=meta["KeyId"],
-                            ImportToken=p["ImportToken"], EncryptedKeyMaterial=enc)
+                            ImportToken=p["ImportToken"], EncryptedKeyMaterial=enc, ExpirationModel=DOES_NOT_EXPIRE)
         assert_pending_import(kms, meta, [blob])
     # the original material, wrapped the other way, is accepted and the old ciphertext decrypts again
     import_material(kms, scratch, meta, material, "RSA_AES_KEY_WRAP_SHA_1", params=p)
@@ -588,18 +590,18 @@ def test_import_token_expires_after_24_hours(fresh_server, tmp_path):
 
     offset = advance(rc, 23 * HOUR)
     r = kms.import_key_material(KeyId=young["KeyId"], ImportToken=p_young["ImportToken"],
-                                EncryptedKeyMaterial=enc_young)
+                                EncryptedKeyMaterial=enc_young, ExpirationModel=DOES_NOT_EXPIRE)
     assert r["KeyId"] == young["Arn"], "a 23-hour-old token must still work"
     blob = assert_usable(kms, young)
 
     offset = advance(rc, 2 * HOUR)
     assert_client_error("ExpiredImportTokenException", kms.import_key_material, KeyId=old["KeyId"],
-                        ImportToken=p_old["ImportToken"], EncryptedKeyMaterial=enc_old)
+                        ImportToken=p_old["ImportToken"], EncryptedKeyMaterial=enc_old, ExpirationModel=DOES_NOT_EXPIRE)
     assert state_of(kms, old["KeyId"]) == "PendingImport"
     # the token that worked before is too old now as well
     kms.delete_imported_key_material(KeyId=young["KeyId"])
     assert_client_error("ExpiredImportTokenException", kms.import_key_material, KeyId=young["KeyId"],
-                        ImportToken=p_young["ImportToken"], EncryptedKeyMaterial=enc_young)
+                        ImportToken=p_young["ImportToken"], EncryptedKeyMaterial=enc_young, ExpirationModel=DOES_NOT_EXPIRE)
     # new parameters are valid for 24 h from the moved clock and work
     fresh = get_params(kms, old, "RSA_AES_KEY_WRAP_SHA_256", clock_offset=offset)
     import_material(kms, tmp_path, old, material_old, "RSA_AES_KEY_WRAP_SHA_256", params=fresh)
@@ -638,7 +640,7 @@ def test_material_expires_at_valid_to(fresh_server, tmp_path):
     params = get_params(kms, soon, clock_offset=offset)
     enc_other = wrap(tmp_path, params["PublicKey"], rand_material(tmp_path), "RSAES_OAEP_SHA_256")
     assert_client_error("IncorrectKeyMaterialException", kms.import_key_material, KeyId=soon["KeyId"],
-                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc_other)
+                        ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc_other, ExpirationModel=DOES_NOT_EXPIRE)
     enc = wrap(tmp_path, params["PublicKey"], material, "RSAES_OAEP_SHA_256")
     real_now = int(time.time())
     assert_client_error("ValidationException", kms.import_key_material, KeyId=soon["KeyId"],

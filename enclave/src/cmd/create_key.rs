@@ -149,7 +149,7 @@ pub fn check_tags(tags: Vec<Tag>) -> Result<Vec<(String, String)>, Error> {
             return Err(constraint(&v, "tags.member.tagValue", "Member must have length between 0 and 256"));
         }
         if k.as_bytes().get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"aws:")) {
-            return Err(Error::Tag(format!("Tag keys beginning with 'aws:' are reserved: {k}")));
+            return Err(Error::Tag("Tags beginning with aws: are reserved".into()));
         }
         if !seen.insert(k.to_lowercase()) {
             return Err(Error::Tag(format!("Duplicate tag key (tag keys are compared ignoring case): {k}")));

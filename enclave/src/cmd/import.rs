@@ -218,10 +218,11 @@ fn expiration_name(model: ExpirationModel) -> &'static str {
 fn expiration(model: Option<&str>, valid_to: Option<f64>, now: f64) -> Result<(ExpirationModel, Option<f64>), Error> {
     let model = match (model, valid_to) {
         (Some("KEY_MATERIAL_EXPIRES"), Some(_)) | (None, Some(_)) => ExpirationModel::Expires,
-        (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) | (None, None) => ExpirationModel::DoesNotExpire,
-        (Some("KEY_MATERIAL_EXPIRES"), None) => {
+        (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => ExpirationModel::DoesNotExpire,
+        // AWS's default ExpirationModel is KEY_MATERIAL_EXPIRES, so a request naming neither lacks its ValidTo.
+        (Some("KEY_MATERIAL_EXPIRES") | None, None) => {
             return Err(Error::Validation(
-                "A ValidTo date is required when ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
+                "A ValidTo date is required when ExpirationModel is KEY_MATERIAL_EXPIRES (the default)".into(),
             ));
         }
         (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), Some(_)) => {

@@ -259,14 +259,19 @@ pub fn constraint(value: impl std::fmt::Display, member: &str, rule: &str) -> Er
     ))
 }
 
-/// Checks a blob's length is within `1..=max`.
+/// Checks a blob's length is within `1..=max`, worded as AWS words it (the value itself is not shown: AWS redacts
+/// sensitive members such as a plaintext).
 pub fn check_len(len: usize, member: &str, max: usize) -> Result<(), Error> {
-    if len == 0 || len > max {
-        return Err(Error::Validation(format!(
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length between 1 and {max}"
-        )));
-    }
-    Ok(())
+    let rule = if len == 0 {
+        "greater than or equal to 1".to_owned()
+    } else if len > max {
+        format!("less than or equal to {max}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::Validation(format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length {rule}"
+    )))
 }
 
 /// Checks GrantTokens (accepted; grants come with a later feature).

@@ -457,8 +457,14 @@ def test_delete_imported_key_material_and_reimport(kms, scratch):
     ctx = {"k": "v"}
     dk = kms.generate_data_key(KeyId=meta["KeyId"], NumberOfBytes=48, EncryptionContext=ctx)
 
-    r = kms.delete_imported_key_material(KeyId=meta["KeyId"])
+    # A KeyMaterialId that is not the key's names no material (the key keeps it).
+    assert_client_error("NotFoundException", kms.delete_imported_key_material, KeyId=meta["KeyId"],
+                        KeyMaterialId="0" * 64)
+    current = describe(kms, meta["KeyId"])["CurrentKeyMaterialId"]
+    assert kms.decrypt(CiphertextBlob=blob)["KeyMaterialId"] == current
+    r = kms.delete_imported_key_material(KeyId=meta["KeyId"], KeyMaterialId=current)
     r.pop("ResponseMetadata", None)
+    assert r["KeyMaterialId"] == current, r
     assert set(r) == {"KeyId", "KeyMaterialId"} and r["KeyId"] == meta["Arn"], r
     assert_pending_import(kms, meta, [blob, dk["CiphertextBlob"]])
     for call in (kms.enable_key, kms.disable_key):

@@ -85,6 +85,13 @@ def exercised(tmp_path_factory, host_bin):
             if i % 5 == 0:
                 assert kms.decrypt(CiphertextBlob=resp["CiphertextBlob"],
                                    EncryptionContext=context)["Plaintext"] == resp["Plaintext"]
+        # The fidelity paths under debug logging too: an AWS managed key made on first use, an on-demand rotation
+        # (KeyMaterialId on every answer), and a data key decrypted under the rotated key's old material.
+        assert kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["KeyManager"] == "AWS"
+        old = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")
+        kms.rotate_key_on_demand(KeyId=key["KeyId"])
+        assert kms.decrypt(CiphertextBlob=old["CiphertextBlob"])["Plaintext"] == old["Plaintext"]
+        result.secrets.append(("data key before rotation", old["Plaintext"]))
         for i in range(10):
             resp = kms.generate_data_key(KeyId=key["Arn"], NumberOfBytes=64)
             result.secrets.append((f"64-byte data key #{i}", resp["Plaintext"]))

@@ -148,7 +148,7 @@ def test_store_exists_and_is_scanned(exercised):
         assert files.get("kms.sqlite3"), f"kms.sqlite3 missing or empty; scanned {sorted(files)}"
         assert CREDENTIALS_FILE not in files
         assert files.get("env"), f"the env file is not scanned; scanned {sorted(files)}"
-    assert len(exercised.secrets) == 104
+    assert len(exercised.secrets) == 105
 
 
 def test_no_key_material_in_data_dir_while_running(exercised):

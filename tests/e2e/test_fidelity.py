@@ -346,3 +346,119 @@ MESSAGES = [
 def test_validation_messages_use_aws_wording(raw, keys, operation, body, code, message):
     status, parsed, raw_body = raw.call(operation, body(keys))
     assert (status, parsed.get("__type"), parsed.get("message")) == (400, code, message), raw_body[:400]
+
+
+# ---- Importing asymmetric and HMAC material ------------------------------------------------------------------------
+
+def _external(kms, spec, usage):
+    meta = kms.create_key(Origin="EXTERNAL", KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+    assert meta["KeyState"] == "PendingImport" and meta["Origin"] == "EXTERNAL", meta
+    return meta["KeyId"]
+
+
+def _import(kms, tmp_path, key_id, material, algorithm="RSA_AES_KEY_WRAP_SHA_256"):
+    from test_import import wrap
+    params = kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_2048")
+    enc = wrap(tmp_path, params["PublicKey"], material, algorithm)
+    return kms.import_key_material(KeyId=key_id, ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc,
+                                   ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+
+
+def _pkcs8(private_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+def test_imported_ecc_signing_key_signs_as_its_material(kms, tmp_path):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from kmstest import assert_client_error
+    key_id = _external(kms, "ECC_NIST_P256", "SIGN_VERIFY")
+    assert_client_error("KMSInvalidStateException", kms.sign, KeyId=key_id, Message=b"m",
+                        SigningAlgorithm="ECDSA_SHA_256")
+    private = ec.generate_private_key(ec.SECP256R1())
+    # Material of another curve does not fit the key spec.
+    wrong = _pkcs8(ec.generate_private_key(ec.SECP384R1()))
+    assert_client_error("IncorrectKeyMaterialException", _import, kms, tmp_path, key_id, wrong)
+    r = _import(kms, tmp_path, key_id, _pkcs8(private))
+    assert len(r["KeyMaterialId"]) == 64
+    spki = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert kms.get_public_key(KeyId=key_id)["PublicKey"] == spki
+    sig = kms.sign(KeyId=key_id, Message=b"imported", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    private.public_key().verify(sig, b"imported", ec.ECDSA(hashes.SHA256()))  # raises if not ours
+    # Deleting the material makes the key pending import again; a different key cannot come back in.
+    kms.delete_imported_key_material(KeyId=key_id)
+    assert_client_error("KMSInvalidStateException", kms.sign, KeyId=key_id, Message=b"m",
+                        SigningAlgorithm="ECDSA_SHA_256")
+    other = _pkcs8(ec.generate_private_key(ec.SECP256R1()))
+    assert_client_error("IncorrectKeyMaterialException", _import, kms, tmp_path, key_id, other)
+    _import(kms, tmp_path, key_id, _pkcs8(private), "RSA_AES_KEY_WRAP_SHA_1")
+    assert kms.verify(KeyId=key_id, Message=b"imported", Signature=sig, SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]
+
+
+def test_imported_rsa_encryption_key_works_with_its_material(kms, tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from kmstest import assert_client_error
+    key_id = _external(kms, "RSA_2048", "ENCRYPT_DECRYPT")
+    # An RSA private key is too long for RSAES_OAEP_*: AWS allows only RSA_AES_KEY_WRAP_* for it.
+    for alg in ("RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"):
+        assert_client_error("ValidationException", kms.get_parameters_for_import, KeyId=key_id,
+                            WrappingAlgorithm=alg, WrappingKeySpec="RSA_2048")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert_client_error("IncorrectKeyMaterialException", _import, kms, tmp_path, key_id,
+                        _pkcs8(rsa.generate_private_key(public_exponent=65537, key_size=3072)))
+    _import(kms, tmp_path, key_id, _pkcs8(private))
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    theirs = private.public_key().encrypt(b"from cryptography", oaep)
+    assert kms.decrypt(KeyId=key_id, CiphertextBlob=theirs,
+                       EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == b"from cryptography"
+    ours = kms.encrypt(KeyId=key_id, Plaintext=b"from kms", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert private.decrypt(ours["CiphertextBlob"], oaep) == b"from kms"
+
+
+def test_imported_hmac_key_macs_as_its_material(kms, tmp_path):
+    import hashlib
+    import hmac as std_hmac
+    import os
+    from kmstest import assert_client_error
+    key_id = _external(kms, "HMAC_256", "GENERATE_VERIFY_MAC")
+    assert_client_error("IncorrectKeyMaterialException", _import, kms, tmp_path, key_id, os.urandom(16),
+                        "RSAES_OAEP_SHA_256")
+    material = os.urandom(48)  # AWS takes 32 to 64 bytes for HMAC_256
+    _import(kms, tmp_path, key_id, material, "RSAES_OAEP_SHA_256")
+    mac = kms.generate_mac(KeyId=key_id, Message=b"msg", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    assert mac == std_hmac.new(material, b"msg", hashlib.sha256).digest()
+
+
+def test_p521_material_is_not_oaep_wrapped_under_rsa_2048(kms):
+    from kmstest import assert_client_error
+    key_id = _external(kms, "ECC_NIST_P521", "SIGN_VERIFY")
+    assert_client_error("ValidationException", kms.get_parameters_for_import, KeyId=key_id,
+                        WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256",
+                                  WrappingKeySpec="RSA_2048")
+
+
+def test_imported_hmac_material_expires(fresh_server, tmp_path):
+    """KEY_MATERIAL_EXPIRES applies to HMAC and asymmetric material too: past ValidTo the key is pending import."""
+    import os
+    import time
+    from kmstest import assert_client_error
+    from test_import import wrap
+    from test_lifecycle_states import advance
+    from test_protocol import RawClient
+    kms = fresh_server.client()
+    key_id = _external(kms, "HMAC_384", "GENERATE_VERIFY_MAC")
+    params = kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                           WrappingKeySpec="RSA_2048")
+    enc = wrap(tmp_path, params["PublicKey"], os.urandom(48), "RSAES_OAEP_SHA_256")
+    kms.import_key_material(KeyId=key_id, ImportToken=params["ImportToken"], EncryptedKeyMaterial=enc,
+                            ValidTo=int(time.time()) + 3600)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["ExpirationModel"] == "KEY_MATERIAL_EXPIRES"
+    kms.generate_mac(KeyId=key_id, Message=b"m", MacAlgorithm="HMAC_SHA_384")
+    advance(RawClient(fresh_server), 2 * 3600)
+    assert_client_error("KMSInvalidStateException", kms.generate_mac, KeyId=key_id, Message=b"m",
+                        MacAlgorithm="HMAC_SHA_384")
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"

@@ -191,12 +191,6 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     let key_spec = key_spec(&req)?;
     let key_usage = key_usage(&req, key_spec)?;
     let origin = origin(&req)?;
-    if origin == Origin::External && key_spec != KeySpec::SymmetricDefault {
-        return Err(Error::UnsupportedOperation(format!(
-            "Importing key material for {} keys is not supported yet by this key service",
-            key_spec.name()
-        )));
-    }
     if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
         return Err(Error::UnsupportedOperation("Custom key stores are not supported by this key service".into()));
     }

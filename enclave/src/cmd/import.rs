@@ -68,6 +68,27 @@ impl Wrapping {
     }
 }
 
+/// The wrapping algorithms AWS allows for a key's material: an RSA private key only with RSA_AES_KEY_WRAP_* (too long
+/// for RSAES_OAEP_*), and ECC_NIST_P521 material not with RSAES_OAEP_* under an RSA_2048 wrapping key (likewise).
+fn check_wrapping(key: &Key, wrapping: Wrapping, rsa_2048: bool) -> Result<(), Error> {
+    let oaep = matches!(wrapping, Wrapping::OaepSha1 | Wrapping::OaepSha256);
+    let spec = key.meta.key_spec;
+    if oaep && spec.name().starts_with("RSA_") {
+        return Err(Error::Validation(format!(
+            "{} key material (an RSA private key) must be wrapped with RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256",
+            spec.name()
+        )));
+    }
+    if oaep && rsa_2048 && spec == crate::state::keys::KeySpec::EccNistP521 {
+        return Err(Error::Validation(
+            "ECC_NIST_P521 key material cannot be wrapped with RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256 under an RSA_2048 \
+             wrapping key: use RSA_3072, RSA_4096 or an RSA_AES_KEY_WRAP algorithm"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What an import token holds. Only ever serialized into the sealed token.
 #[derive(Serialize, Deserialize)]
 struct Token {
@@ -134,6 +155,7 @@ pub async fn parameters(svc: &Service, caller: &Caller, req: ParametersRequest) 
     })
     .await?;
     require_external(&key)?;
+    check_wrapping(&key, wrapping, matches!(size, KeySize::Rsa2048))?;
     // RSA key generation takes a while (seconds for 4096 bits): keep it off the async workers, bounded per vCPU and
     // per principal.
     let ticket = svc.keygen.ticket(caller.arn()).await?;
@@ -269,14 +291,28 @@ pub async fn import(svc: &Service, caller: &Caller, req: ImportRequest) -> Resul
         return Err(Error::ExpiredImportToken(format!("The import token for {} has expired", key.arn)));
     }
     let material = unwrap_material(&token, &encrypted)?;
-    if material.len() != MATERIAL_LEN {
+    let spec = key.meta.key_spec;
+    let symmetric = spec == crate::state::keys::KeySpec::SymmetricDefault;
+    if symmetric && material.len() != MATERIAL_LEN {
         return Err(Error::IncorrectKeyMaterial(format!(
             "Symmetric key material must be {MATERIAL_LEN} bytes (256 bits), not {}",
             material.len()
         )));
     }
+    // Asymmetric material is PKCS#8 DER of the key spec's kind (RSA modulus size, curve); HMAC material is raw bytes
+    // of the lengths AWS takes for the spec. Checked here, and parsed again when installed.
+    let not_for_spec = || {
+        Error::IncorrectKeyMaterial(format!(
+            "The key material is not a valid {} key ({}) for {}",
+            spec.name(),
+            if spec.hmac().is_some() { "raw bytes of an allowed length" } else { "PKCS#8 DER" },
+            key.arn
+        ))
+    };
+    if !symmetric {
+        crate::state::keys::Secret::import(spec, &material).map_err(|_| not_for_spec())?;
+    }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material).as_ref().to_vec();
-    let material = Key256::from_slice(&material).ok_or_else(|| Error::Internal("material length".into()))?;
     let updated = svc
         .keys
         .update(&key.meta.key_id, |key| {
@@ -289,7 +325,13 @@ pub async fn import(svc: &Service, caller: &Caller, req: ImportRequest) -> Resul
                     key.arn
                 )));
             }
-            key.set_material(Key256::from_array(*material.expose_secret()));
+            if symmetric {
+                key.set_material(
+                    Key256::from_slice(&material).ok_or_else(|| Error::Internal("material length".into()))?,
+                );
+            } else {
+                key.set_secret(crate::state::keys::Secret::import(spec, &material).map_err(|_| not_for_spec())?);
+            }
             key.meta.imported =
                 Some(Imported { material_sha256: digest.clone(), expiration_model: Some(model), valid_to });
             if key.meta.key_state == KeyState::PendingImport {

@@ -305,6 +305,11 @@ impl Secret {
         }
     }
 
+    /// Imported material of an asymmetric (PKCS#8 DER) or HMAC (raw bytes) key, checked against its spec.
+    pub fn import(spec: KeySpec, bytes: &[u8]) -> Result<Secret, asym::AsymError> {
+        Secret::open(spec, bytes)?.ok_or(asym::AsymError::BadKey)
+    }
+
     /// Parses stored bytes by the key's spec.
     fn open(spec: KeySpec, bytes: &[u8]) -> Result<Option<Secret>, asym::AsymError> {
         if let Some(pair) = spec.pair() {
@@ -408,9 +413,15 @@ impl Key {
         self.materials = vec![(IMPORTED_VERSION, material)];
     }
 
+    /// Installs imported asymmetric or HMAC material as the key's secret.
+    pub fn set_secret(&mut self, secret: Secret) {
+        self.secret = Some(Arc::new(secret));
+    }
+
     /// Deletes the key's material (imported keys only); the key is then pending import.
     pub fn remove_material(&mut self) {
         self.materials.clear();
+        self.secret = None;
         self.meta.key_state = KeyState::PendingImport;
         if let Some(i) = self.meta.imported.as_mut() {
             i.expiration_model = None;
@@ -420,7 +431,11 @@ impl Key {
 
     /// Whether imported material has expired at `now`.
     fn material_expired(&self, now: f64) -> bool {
-        !self.materials.is_empty() && self.meta.imported.as_ref().and_then(|i| i.valid_to).is_some_and(|t| now >= t)
+        // An asymmetric or HMAC key's secret is not parsed by the sweep (`decode_with` without `open_secret`): its
+        // ValidTo, cleared with the material, tells that it has material.
+        (!self.materials.is_empty() || self.secret.is_some() || self.meta.key_spec != KeySpec::SymmetricDefault)
+            && self.meta.origin == Origin::External
+            && self.meta.imported.as_ref().and_then(|i| i.valid_to).is_some_and(|t| now >= t)
     }
 
     /// Whether an automatic rotation is due at `now`.
@@ -510,7 +525,11 @@ impl Key {
             Some(bytes) => {
                 Secret::open(body.meta.key_spec, &bytes).map_err(|_| bad("private key does not fit its spec"))?
             }
-            None if open_secret && body.meta.key_spec != KeySpec::SymmetricDefault => {
+            // An imported asymmetric or HMAC key has no material until the import (or after its deletion).
+            None if open_secret
+                && body.meta.key_spec != KeySpec::SymmetricDefault
+                && body.meta.origin != Origin::External =>
+            {
                 return Err(bad("asymmetric key without material"));
             }
             None => None,
@@ -797,8 +816,9 @@ impl Keyring {
     pub async fn create(&self, meta: KeyMeta) -> Result<Arc<Key>, Error> {
         let uuid =
             crate::state::ids::parse_uuid(&meta.key_id).ok_or_else(|| Error::Internal("bad new key id".into()))?;
-        let secret = Secret::generate(meta.key_spec).await?.map(Arc::new);
-        let materials = if secret.is_some() {
+        let external_asymmetric = meta.origin == Origin::External && meta.key_spec != KeySpec::SymmetricDefault;
+        let secret = if external_asymmetric { None } else { Secret::generate(meta.key_spec).await?.map(Arc::new) };
+        let materials = if secret.is_some() || external_asymmetric {
             Vec::new()
         } else {
             vec![(1, Key256::generate().map_err(|_| Error::Internal("random source failed".into()))?)]

@@ -78,8 +78,16 @@ pub struct World {
     admin_akid: String,
     /// Secret of the admin access key (for the HTTP target's signed seeds).
     pub admin_secret: String,
+    /// The key id behind `alias/external` (the import operations take a key id or key ARN only, as AWS's do).
+    pub external_key_id: String,
     /// Import parameters of `alias/external`: the sealed token and the RSA public key (DER).
     pub import_token: Vec<u8>,
+    /// The key id behind `alias/external-ecc` (an ECC_NIST_P256 signing key with Origin EXTERNAL).
+    pub ecc_key_id: String,
+    /// Its import token and wrapping public key (SPKI DER), for RSAES_OAEP_SHA_256: the target wraps fuzzed
+    /// "PKCS#8" under it, so the bytes reach the material checks behind the unwrapping.
+    pub ecc_import_token: Vec<u8>,
+    pub ecc_import_public: Vec<u8>,
     /// Key material wrapped under the import public key with RSAES_OAEP_SHA_256.
     pub wrapped_material: Vec<u8>,
     /// The plaintext material of [`World::wrapped_material`].
@@ -99,6 +107,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("alias/agree", r#"{"KeySpec":"ECC_NIST_P256","KeyUsage":"KEY_AGREEMENT"}"#),
     ("alias/rsa", r#"{"KeySpec":"RSA_2048","KeyUsage":"ENCRYPT_DECRYPT"}"#),
     ("alias/external", r#"{"Origin":"EXTERNAL"}"#),
+    ("alias/external-ecc", r#"{"Origin":"EXTERNAL","KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}"#),
     ("alias/disabled", r#"{"Description":"disabled"}"#),
 ];
 
@@ -167,7 +176,14 @@ impl World {
                 &svc,
                 &caller,
                 "TrentService.GetParametersForImport",
-                json!({"KeyId": "alias/external", "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
+                json!({"KeyId": ids["alias/external"], "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
+            )
+            .await;
+            let ecc_params = must(
+                &svc,
+                &caller,
+                "TrentService.GetParametersForImport",
+                json!({"KeyId": ids["alias/external-ecc"], "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
             )
             .await;
             let import_token = b64(&params["ImportToken"]);
@@ -181,7 +197,11 @@ impl World {
                 admin_arn,
                 admin_akid,
                 admin_secret,
+                external_key_id: ids["alias/external"].clone(),
                 import_token,
+                ecc_key_id: ids["alias/external-ecc"].clone(),
+                ecc_import_token: b64(&ecc_params["ImportToken"]),
+                ecc_import_public: b64(&ecc_params["PublicKey"]),
                 wrapped_material,
                 material,
             }

@@ -352,6 +352,18 @@ fn hmac_keys() {
     let k = HmacKey::generate(HmacSpec::Hmac256).unwrap();
     assert_eq!(k.mac(MacAlgorithm::HmacSha512, b"m").unwrap_err(), AsymError::AlgorithmMismatch);
     assert!(HmacKey::from_bytes(HmacSpec::Hmac256, &[0; 31]).is_err());
+    // Imported HMAC material: AWS's lengths per spec, from the digest size to the block size.
+    for (spec, min, max) in [
+        (HmacSpec::Hmac224, 28, 64),
+        (HmacSpec::Hmac256, 32, 64),
+        (HmacSpec::Hmac384, 48, 128),
+        (HmacSpec::Hmac512, 64, 128),
+    ] {
+        assert!(HmacKey::from_bytes(spec, &vec![1; min - 1]).is_err());
+        assert!(HmacKey::from_bytes(spec, &vec![1; min]).is_ok());
+        assert!(HmacKey::from_bytes(spec, &vec![1; max]).is_ok());
+        assert!(HmacKey::from_bytes(spec, &vec![1; max + 1]).is_err());
+    }
 }
 
 #[test]

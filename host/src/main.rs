@@ -3,8 +3,10 @@
 mod admin_cmd;
 mod attest_cmd;
 mod blobstore;
+mod config_file;
 mod custody_cmd;
 mod files;
+mod notify;
 mod open_recipient;
 mod quorum;
 mod relay;
@@ -14,7 +16,7 @@ mod supervise;
 mod verify_endpoint;
 
 use blobstore::SqliteStore;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use relay::EnclaveAddr;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -224,6 +226,10 @@ enum AttestationCommand {
 
 #[derive(Args)]
 struct Common {
+    /// A TOML file of settings: each key is one of these long flags without its dashes (`data-dir = "/var/lib/kms"`,
+    /// `tls-name = ["kms.internal"]`); flags on the command line override it; an unknown key is an error.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Directory for the store and the operator files (ca.pem, credentials, env).
     #[arg(long, default_value = "./kms-data")]
     data_dir: PathBuf,
@@ -239,6 +245,10 @@ struct Common {
     /// Extra DNS names or IPs for the TLS certificate.
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    /// On SIGTERM or SIGINT, the longest to wait (seconds) for open connections to finish after asking the enclave to
+    /// drain (`/healthz` then answers 503); a second signal stops at once.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    drain_timeout: u64,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<PathBuf, String> {
@@ -346,6 +356,7 @@ async fn dev(
         child: Some(child),
         region: common.region.clone(),
         boot,
+        drain_timeout: std::time::Duration::from_secs(common.drain_timeout),
     };
     let result = supervise::run(plan, store).await;
     if let Some(r) = upstream_relay {
@@ -420,6 +431,7 @@ async fn production(
         child,
         region: common.region.clone(),
         boot,
+        drain_timeout: std::time::Duration::from_secs(common.drain_timeout),
     };
     supervise::run(plan, store).await
 }
@@ -433,7 +445,14 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+    let argv = match config_file::expand(&Cli::command(), std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kms-host: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let command = match cli.command {
         Command::Sim(c) => return exit(sim_command(c).map(|()| None)),
         Command::Admin(args) => return admin_cmd::run(args),

@@ -4,6 +4,7 @@
 
 use crate::blobstore::BlobStore;
 use crate::files::{shell_quote, write_atomic};
+use crate::notify;
 use crate::relay::{self, EnclaveAddr};
 use crate::storage_server::Event;
 use kms_shared::storage::Announcement;
@@ -72,6 +73,8 @@ pub struct Plan {
     pub region: String,
     /// The enclave's boot configuration (custody).
     pub boot: Arc<kms_shared::custody::BootConfig>,
+    /// The longest a requested stop waits for open connections to finish.
+    pub drain_timeout: Duration,
 }
 
 /// Forwards a child's output lines to our stderr, prefixed.
@@ -209,6 +212,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     let local = plan.listener.local_addr().map_err(|e| format!("listener: {e}"))?;
     let endpoint = connectable(local);
     let mut listener = Some(plan.listener);
+    let connections = relay::Connections::new();
     // Started early when the enclave is sealed (quorum): clients then reach only its unseal endpoint.
     let mut relay: Option<tokio::task::JoinHandle<()>> = None;
     let (announcement, ack) = loop {
@@ -234,7 +238,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
                 }
                 Ok(Some(Event::Sealed { threshold, count })) => {
                     if let Some(l) = listener.take() {
-                        relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone())));
+                        relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone(), connections.clone())));
                     }
                     println!("sealed: waiting for {threshold} of {count} shares");
                     println!("unseal endpoint: https://{endpoint}");
@@ -291,17 +295,22 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
 
     let relay = match (relay, listener.take()) {
         (Some(r), _) => r,
-        (None, Some(l)) => tokio::spawn(relay::run(l, plan.enclave.clone())),
+        (None, Some(l)) => tokio::spawn(relay::run(l, plan.enclave.clone(), connections.clone())),
         (None, None) => return Err("no client listener".into()),
     };
     println!("ready: https://{endpoint}");
     println!("env: source {}", shell_quote(&plan.data_dir.join(ENV_FILE).to_string_lossy()));
+    notify::ready(&format!("serving https://{endpoint}"));
     let outcome = tokio::select! {
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
         why = child_exit(&mut plan.child) => Err(why),
         Some(why) = dead_rx.recv() => Err(why),
     };
+    if outcome.is_ok() {
+        notify::stopping();
+        drain(&plan.enclave, &connections, plan.drain_timeout, &mut term, &mut int).await;
+    }
     relay.abort();
     if outcome.is_ok() {
         tracing::info!("shutting down");
@@ -309,6 +318,42 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     stop_child(&mut plan.child).await;
     outcome
 }
+
+/// Drains before a requested stop: asks the enclave to drain (`/healthz` answers 503, connections close once their
+/// request in flight is answered), then waits until no relayed connection is open, at most `timeout`; a second signal
+/// ends the wait. The listener stays open meanwhile, so a probe reads the 503 rather than a refused connection.
+async fn drain(
+    enclave: &relay::EnclaveAddr,
+    connections: &relay::Connections,
+    timeout: Duration,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    if let Err(e) = relay::send_drain(enclave).await {
+        tracing::warn!(error = %e, "could not ask the enclave to drain; stopping without it");
+        return;
+    }
+    let open = connections.open();
+    tracing::info!(open, timeout_secs = timeout.as_secs(), "draining");
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The drain request's own connection is not relayed, so it is not counted.
+    let quiet = async {
+        while connections.open() > 0 {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    };
+    tokio::select! {
+        () = quiet => tracing::info!("drained: no connection open"),
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::warn!(open = connections.open(), "drain timeout reached; stopping with connections open");
+        }
+        _ = term.recv() => tracing::warn!("second signal: stopping without waiting for the drain"),
+        _ = int.recv() => tracing::warn!("second signal: stopping without waiting for the drain"),
+    }
+}
+
+/// How often a drain checks whether connections are still open.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Directory of the quorum share files in the data directory, and their names. Contract: operators rely on them.
 pub const QUORUM_DIR: &str = "quorum";

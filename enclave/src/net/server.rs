@@ -42,19 +42,44 @@ const MAX_DRAIN: u64 = 8 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
+/// What a relayed stream starts with: a client connection from a peer, or the host's drain request.
+pub(crate) enum Opening {
+    /// A client connection; TLS follows.
+    Client(String),
+    /// The host asks the enclave to drain; nothing follows.
+    Drain,
+}
+
+/// Reads the preface of a client connection (a drain request is refused here: where this is called, only clients
+/// are expected).
 pub(crate) async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
+    match read_opening(stream).await? {
+        Opening::Client(peer) => Ok(peer),
+        Opening::Drain => Err("a drain preface where a client connection was expected".into()),
+    }
+}
+
+/// Reads the preface: a client connection's peer address, or a drain request.
+pub(crate) async fn read_opening(stream: &mut Box<dyn Stream>) -> Result<Opening, String> {
     let mut h = [0u8; preface::HEADER_LEN];
     stream.read_exact(&mut h).await.map_err(|e| e.to_string())?;
-    let n = preface::peer_len(h).map_err(|e| e.to_string())?;
+    let n = match preface::header(h).map_err(|e| e.to_string())? {
+        preface::Header::Peer(n) => n,
+        preface::Header::Drain => return Ok(Opening::Drain),
+    };
     let mut peer = vec![0u8; n];
     stream.read_exact(&mut peer).await.map_err(|e| e.to_string())?;
-    preface::peer(&peer).map(str::to_owned).map_err(|e| e.to_string())
+    preface::peer(&peer).map(|p| Opening::Client(p.to_owned())).map_err(|e| e.to_string())
 }
 
 /// Serves one relayed client connection to its end.
 pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc: Arc<Service>, gate: Arc<Gate>) {
-    let peer = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut stream)).await {
-        Ok(Ok(p)) => p,
+    let peer = match tokio::time::timeout(PREFACE_TIMEOUT, read_opening(&mut stream)).await {
+        Ok(Ok(Opening::Client(p))) => p,
+        Ok(Ok(Opening::Drain)) => {
+            tracing::info!("the host asked to drain: /healthz now answers 503; connections close once answered");
+            return gate.start_drain();
+        }
         Ok(Err(e)) => return tracing::warn!(error = %e, "bad connection preface"),
         Err(_) => return tracing::warn!("connection preface timed out"),
     };
@@ -72,7 +97,7 @@ pub async fn serve_http<S>(tls: S, svc: Arc<Service>, gate: Arc<Gate>, peer: Str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let guarded = Guarded::new(tls, gate.limits.request_deadline);
+    let guarded = Guarded::new(tls, gate.limits.request_deadline).with_drain(gate.drained());
     let clock = guarded.clock();
     let peer = Arc::new(peer);
     let log_peer = peer.clone();
@@ -144,6 +169,9 @@ async fn handle(
     peer: &str,
     head_started: tokio::time::Instant,
 ) -> Response<Full<Bytes>> {
+    if req.uri().path() == HEALTH_PATH {
+        return health(gate, &req);
+    }
     let started = Instant::now();
     let target = req
         .headers()
@@ -176,6 +204,37 @@ async fn handle(
             reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close || chunked)
         }
     }
+}
+
+/// The unauthenticated health check a load balancer probes (`GET /healthz`).
+pub(crate) const HEALTH_PATH: &str = "/healthz";
+
+/// `GET /healthz`: 200 `{"status":"serving"}`, or 503 `{"status":"draining"}` once the host has asked to drain (the
+/// sealed endpoint answers 503 `{"status":"sealed"}`). Any other method is 405. It reveals nothing the host does not
+/// already know.
+fn health(gate: &Gate, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let draining = gate.draining();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return health_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", draining);
+    }
+    if draining {
+        health_reply(StatusCode::SERVICE_UNAVAILABLE, "draining", true)
+    } else {
+        health_reply(StatusCode::OK, "serving", false)
+    }
+}
+
+/// A `/healthz` answer: `{"status": STATUS}`.
+pub(crate) fn health_reply(status: StatusCode, what: &str, close: bool) -> Response<Full<Bytes>> {
+    let body = format!("{{\"status\":\"{what}\"}}");
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if close {
+        resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Authenticates and runs one request. The `bool` of an error says whether to close the connection (always when the

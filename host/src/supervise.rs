@@ -77,27 +77,44 @@ pub struct Plan {
     pub drain_timeout: Duration,
 }
 
-/// Forwards a child's output lines to our stderr, prefixed.
-pub fn forward_logs(child: &mut Child) {
-    fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R) {
+/// Forwards a child's output lines to our stderr: prefixed with `source: ` as text, or as JSON lines (a line that is
+/// already a JSON object passes unchanged; any other becomes `{"level":"INFO","target":SOURCE,"message":LINE}`).
+pub fn forward_logs(child: &mut Child, source: &'static str, json: bool) {
+    fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R, source: &'static str, json: bool) {
         tokio::spawn(async move {
             let mut lines = BufReader::new(r).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("enclave: {line}");
+                eprintln!("{}", forwarded(&line, source, json));
             }
         });
     }
     if let Some(out) = child.stdout.take() {
-        pump(out);
+        pump(out, source, json);
     }
     if let Some(err) = child.stderr.take() {
-        pump(err);
+        pump(err, source, json);
     }
+}
+
+/// One forwarded log line (see [`forward_logs`]).
+fn forwarded(line: &str, source: &str, json: bool) -> String {
+    if !json {
+        return format!("{source}: {line}");
+    }
+    if line.starts_with('{') && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()) {
+        return line.to_owned();
+    }
+    serde_json::json!({"level": "INFO", "target": source, "message": line}).to_string()
 }
 
 /// Spawns `kms-enclave simulator ...` with its output piped to ours and `config` (the simulated NSM's PKI and PCRs)
 /// written to its standard input, which is then closed.
-pub fn spawn_simulator(bin: &Path, args: &[String], config: zeroize::Zeroizing<Vec<u8>>) -> Result<Child, String> {
+pub fn spawn_simulator(
+    bin: &Path,
+    args: &[String],
+    config: zeroize::Zeroizing<Vec<u8>>,
+    json_logs: bool,
+) -> Result<Child, String> {
     let mut child = Command::new(bin)
         .arg("simulator")
         .args(args)
@@ -107,7 +124,7 @@ pub fn spawn_simulator(bin: &Path, args: &[String], config: zeroize::Zeroizing<V
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    forward_logs(&mut child);
+    forward_logs(&mut child, "enclave", json_logs);
     if let Some(mut stdin) = child.stdin.take() {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -394,6 +411,16 @@ async fn stop_child(child: &mut Option<Child>) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_lines_keep_one_format() {
+        assert_eq!(forwarded("started", "enclave", false), "enclave: started");
+        assert_eq!(forwarded(r#"{"level":"INFO","x":1}"#, "enclave", true), r#"{"level":"INFO","x":1}"#);
+        let wrapped: serde_json::Value = serde_json::from_str(&forwarded("panicked at {x}", "enclave", true)).unwrap();
+        assert_eq!(wrapped, serde_json::json!({"level": "INFO", "target": "enclave", "message": "panicked at {x}"}));
+        let not_object: serde_json::Value = serde_json::from_str(&forwarded("[1]", "nitro-cli", true)).unwrap();
+        assert_eq!(not_object["message"], "[1]");
+    }
 
     #[test]
     fn env_file_serves_every_mainstream_client() {

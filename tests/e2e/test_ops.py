@@ -175,3 +175,35 @@ def test_config_file_errors_name_the_key(tmp_path, host_bin, text, message):
 def test_config_file_missing(tmp_path, host_bin):
     r = run_host(host_bin, "run", "--config", tmp_path / "absent.toml", "--enclave-cid", "16")
     assert r.returncode == 2 and "absent.toml" in r.stderr, r.stderr
+
+
+def test_json_logs_one_event_per_request_with_the_request_id(make_server):
+    srv = make_server("--log-format", "json")
+    kms = srv.client()
+    created = kms.create_key(Description="json logs")
+    key_id = created["KeyMetadata"]["KeyId"]
+    enc = kms.encrypt(KeyId=key_id, Plaintext=b"logged? never")
+    try:
+        kms.describe_key(KeyId="alias/does-not-exist")
+        raise AssertionError("expected NotFoundException")
+    except kms.exceptions.NotFoundException as e:
+        failed_id = e.response["ResponseMetadata"]["RequestId"]
+    srv.stop()
+    lines = [line for line in srv.stderr_text.splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]  # every line is one JSON object, enclave's and host's alike
+    assert all(isinstance(e, dict) and "level" in e for e in events)
+    assert any(e.get("target", "").startswith("kms_host") for e in events)
+    requests = {e["request_id"]: e for e in events if e.get("target") == "request"}
+    principal = f"arn:aws:iam::{srv.env_file.get('AWS_ACCOUNT_ID', '000000000000')}:user/admin"
+
+    ok = requests[enc["ResponseMetadata"]["RequestId"]]
+    assert (ok["operation"], ok["key_id"], ok["status"], ok["error"]) == ("Encrypt", key_id, 200, "")
+    assert ok["principal"] == principal and ok["duration_ms"] >= 0
+    made = requests[created["ResponseMetadata"]["RequestId"]]
+    assert (made["operation"], made["key_id"]) == ("CreateKey", key_id)
+    bad = requests[failed_id]
+    assert (bad["operation"], bad["status"], bad["error"], bad["key_id"]) == (
+        "DescribeKey", 400, "NotFoundException", "")
+    # Exactly one event per request: three calls, three events.
+    assert len(requests) == 3, requests
+    assert "logged? never" not in srv.stderr_text

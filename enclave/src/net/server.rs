@@ -162,6 +162,17 @@ fn raw_error(error: &Error) -> Vec<u8> {
     .into_bytes()
 }
 
+tokio::task_local! {
+    /// The key the request being handled resolved, for its log event (set by [`note_key`]).
+    static REQUEST_KEY: std::cell::Cell<Option<[u8; 16]>>;
+}
+
+/// Records the key the current request resolved, for its `request` log event. Outside a request (tests, fuzzing),
+/// nothing.
+pub fn note_key(uuid: [u8; 16]) {
+    let _ = REQUEST_KEY.try_with(|k| k.set(Some(uuid)));
+}
+
 async fn handle(
     svc: &Service,
     gate: &Gate,
@@ -185,22 +196,43 @@ async fn handle(
     // After a chunked body the framing guard no longer checks heads, so no request may follow on this connection.
     let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING);
     let deadline = head_started + gate.limits.request_deadline;
-    let outcome = process(svc, gate, req, &target, deadline).await;
+    let mut who = None;
+    let (outcome, key) = REQUEST_KEY
+        .scope(std::cell::Cell::new(None), async {
+            let outcome = process(svc, gate, req, &target, deadline, &mut who).await;
+            (outcome, REQUEST_KEY.with(std::cell::Cell::get))
+        })
+        .await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match outcome {
-        Ok(body) => {
-            tracing::debug!(%peer, %target, %request_id, ms, "ok");
-            reply(StatusCode::OK, body, None, &request_id, chunked)
+    let (status, code) = match &outcome {
+        Ok(_) => (StatusCode::OK, None),
+        Err((e, _)) => {
+            let code = e.code();
+            (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Some(code))
         }
+    };
+    // One event per request (target `request`; on by default in JSON logs). Names and ids only: never a body field.
+    tracing::info!(
+        target: "request",
+        request_id = %request_id,
+        operation = target.rsplit('.').next().unwrap_or_default(),
+        principal = who.as_ref().map_or("-", |p: &Arc<crate::access::principals::Principal>| p.arn.as_str()),
+        key_id = %key.map(|k| crate::state::ids::format_uuid(&k)).unwrap_or_default(),
+        status = status.as_u16(),
+        error = code.map_or("", |c| c.name()),
+        duration_ms = ms,
+        peer = %peer,
+    );
+    match outcome {
+        Ok(body) => reply(StatusCode::OK, body, None, &request_id, chunked),
         Err((e, close)) => {
             let code = e.code();
             if let Error::Internal(detail) = &e {
                 tracing::error!(%peer, %target, %request_id, detail = %detail, "internal error");
             } else {
-                tracing::info!(%peer, %target, %request_id, code = code.name(), ms, "request failed");
+                tracing::debug!(%peer, %target, %request_id, code = code.name(), ms, "request failed");
             }
             let body = serde_json::json!({"__type": code.name(), "message": e.public_message()});
-            let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close || chunked)
         }
     }
@@ -247,6 +279,7 @@ async fn process(
     req: Request<Incoming>,
     target: &str,
     deadline: tokio::time::Instant,
+    who: &mut Option<Arc<crate::access::principals::Principal>>,
 ) -> Result<Vec<u8>, (Error, bool)> {
     let declared = req
         .headers()
@@ -312,6 +345,7 @@ async fn process(
         // An access key whose principal is gone authenticates nobody.
         let principal =
             svc.principals.get(&cred.principal_arn).await.map_err(keep)?.ok_or((Error::UnrecognizedClient, false))?;
+        *who = Some(principal.clone());
         caller = Some(Caller { principal, credential: cred });
     }
 

@@ -22,13 +22,14 @@ pub fn expand(cli: &Command, argv: Vec<OsString>) -> Result<Vec<OsString>, Strin
     let Some(sub_name) = argv.get(1).and_then(|a| a.to_str()).filter(|a| CONFIGURABLE.contains(a)) else {
         return Ok(argv);
     };
-    let Some(path) = config_path(&argv[2..])? else {
+    let rest = argv.get(2..).unwrap_or_default();
+    let Some(path) = config_path(rest)? else {
         return Ok(argv);
     };
     let sub = cli.find_subcommand(sub_name).ok_or_else(|| format!("no subcommand {sub_name}"))?;
     let text = read_bounded(Path::new(&path))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("{path}: {}", e.message().trim()))?;
-    let given = given_flags(&argv[2..]);
+    let given = given_flags(rest);
     let mut extra = Vec::new();
     for (key, value) in &table {
         let arg = sub
@@ -57,7 +58,7 @@ pub fn expand(cli: &Command, argv: Vec<OsString>) -> Result<Vec<OsString>, Strin
             _ => return Err(format!("{path}: '{key}' cannot be set in a configuration file")),
         }
     }
-    let mut out = argv;
+    let mut out = argv.clone();
     out.extend(extra);
     Ok(out)
 }
@@ -76,10 +77,10 @@ fn config_path(args: &[OsString]) -> Result<Option<String>, String> {
         } else {
             a.strip_prefix("--config=").map(str::to_owned)
         };
-        if let Some(v) = value {
-            if found.replace(v).is_some() {
-                return Err("--config given more than once".into());
-            }
+        if let Some(v) = value
+            && found.replace(v).is_some()
+        {
+            return Err("--config given more than once".into());
         }
     }
     Ok(found)

@@ -6,6 +6,7 @@ mod blobstore;
 mod config_file;
 mod custody_cmd;
 mod files;
+mod metrics;
 mod notify;
 mod open_recipient;
 mod quorum;
@@ -249,6 +250,10 @@ struct Common {
     /// logs include the enclave's one `request` event per request; text logs leave them out.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP) on this address. Counts and latencies only; see
+    /// SECURITY.md for what they reveal. Bind it to a private interface.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// On SIGTERM or SIGINT, the longest to wait (seconds) for open connections to finish after asking the enclave to
     /// drain (`/healthz` then answers 503); a second signal stops at once.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
@@ -281,6 +286,15 @@ fn init_logs(format: LogFormat) {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
     }
+}
+
+/// Starts the metrics endpoint when `--metrics-listen` asks for it, and says where on standard output.
+async fn start_metrics(common: &Common) -> Result<(), String> {
+    let Some(addr) = common.metrics_listen else { return Ok(()) };
+    let (listener, local) = metrics::serve_bind(addr).await?;
+    println!("metrics: http://{local}/metrics");
+    tokio::spawn(metrics::serve(listener));
+    Ok(())
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<PathBuf, String> {
@@ -342,6 +356,7 @@ async fn dev(
         LogFormat::Json => tracing::warn!("{BANNER}"),
     }
     let data_dir = prepare_data_dir(&common.data_dir)?;
+    start_metrics(&common).await?;
     let sqlite = SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?;
     // Local mode initialises a data directory whose store holds nothing yet, or only the custody record of a first
     // start killed before it committed its domain key (the enclave replaces it); a store with anything else and no
@@ -439,6 +454,7 @@ async fn production(
         return Err(format!("--enclave-cid {enclave_cid} is reserved (0-2: hypervisor and local, 3: this parent)"));
     }
     let data_dir = prepare_data_dir(&common.data_dir)?;
+    start_metrics(&common).await?;
     let store = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
     let storage = StorageListener::vsock(storage_port).map_err(|e| format!("vsock port {storage_port}: {e}"))?;
     if let Some(u) = &boot.upstream {

@@ -158,10 +158,12 @@ pub async fn run(listener: TcpListener, enclave: EnclaveAddr, connections: Conne
         };
         let enclave = enclave.clone();
         let live = Live::new(&live);
+        let counted = crate::metrics::global().relay_opened();
         tokio::spawn(async move {
             if let Err(e) = relay_one(client, peer, &enclave, live).await {
                 tracing::debug!(%peer, error = %e, "relay ended");
             }
+            drop(counted);
             drop(permit);
         });
     }

@@ -257,6 +257,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
                     if let Some(l) = listener.take() {
                         relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone(), connections.clone())));
                     }
+                    crate::metrics::global().set_state(crate::metrics::State::sealed);
                     println!("sealed: waiting for {threshold} of {count} shares");
                     println!("unseal endpoint: https://{endpoint}");
                 }
@@ -318,6 +319,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     println!("ready: https://{endpoint}");
     println!("env: source {}", shell_quote(&plan.data_dir.join(ENV_FILE).to_string_lossy()));
     notify::ready(&format!("serving https://{endpoint}"));
+    crate::metrics::global().set_state(crate::metrics::State::serving);
     let outcome = tokio::select! {
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
@@ -326,6 +328,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     };
     if outcome.is_ok() {
         notify::stopping();
+        crate::metrics::global().set_state(crate::metrics::State::draining);
         drain(&plan.enclave, &connections, plan.drain_timeout, &mut term, &mut int).await;
     }
     relay.abort();

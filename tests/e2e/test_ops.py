@@ -207,3 +207,74 @@ def test_json_logs_one_event_per_request_with_the_request_id(make_server):
     # Exactly one event per request: three calls, three events.
     assert len(requests) == 3, requests
     assert "logged? never" not in srv.stderr_text
+
+
+METRICS_WAIT = 30.0  # the enclave sends its counters every 5 s
+
+
+def scrape(url: str, method: str = "GET") -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def sample(text: str, line_prefix: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(line_prefix + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_endpoint_counts_without_naming_keys_or_principals(make_server):
+    srv = make_server("--metrics-listen", "127.0.0.1:0")
+    url = next(line.split(" ", 1)[1] for line in srv.stdout_text.splitlines() if line.startswith("metrics: "))
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+    kms = srv.client()
+    key_id = kms.create_key(Description="metrics")["KeyMetadata"]["KeyId"]
+    alias = "alias/metrics-secret-name"
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    for _ in range(5):
+        kms.encrypt(KeyId=alias, Plaintext=b"counted")
+    try:
+        kms.describe_key(KeyId="alias/absent-metrics")
+    except kms.exceptions.NotFoundException:
+        pass
+    raw = RawClient(srv)
+    body = b"{}"
+    status, _, _ = raw.send(body, raw.headers("TrentService.NoSuchOperation", body))
+    assert status == 400
+
+    def encrypts():
+        return sample(scrape(url)[1], 'kms_requests_total{operation="Encrypt",code=""}') or 0
+
+    assert wait_until(lambda: encrypts() >= 5, METRICS_WAIT), scrape(url)[1]
+    status, text = scrape(url)
+    assert status == 200
+    assert sample(text, 'kms_requests_total{operation="DescribeKey",code="NotFoundException"}') == 1
+    assert sample(text, 'kms_requests_total{operation="Unknown",code="UnknownOperationException"}') == 1
+    assert sample(text, 'kms_request_duration_seconds_count{operation="Encrypt"}') >= 5
+    assert sample(text, 'kms_state{state="serving"}') == 1
+    assert sample(text, "kms_tls_handshakes_total") >= 1
+    assert sample(text, 'kms_cache_lookups_total{cache="aliases",result="hit"}') >= 4
+    assert sample(text, 'kms_storage_requests_total{op="put"}') >= 2
+    assert sample(text, "kms_relay_connections_total") >= 1
+    # Counts only: no key id, alias, principal or access key reaches whoever scrapes.
+    access_key, _ = srv.credentials()
+    for name in (key_id, alias, "metrics-secret-name", access_key, "user/admin", "NoSuchOperation"):
+        assert name not in text, name
+    assert scrape(url.replace("/metrics", "/other"))[0] == 404
+    assert scrape(url, "POST")[0] == 405
+    # The Grafana dashboard in docs/ queries only metrics the endpoint serves.
+    from kmstest import REPO_ROOT
+    import re
+    dashboard = json.loads((REPO_ROOT / "docs" / "grafana-dashboard.json").read_text())
+    names = {n for p in dashboard["panels"] for t in p["targets"] for n in re.findall(r"kms_[a-z_]+", t["expr"])}
+    assert len(names) >= 10, names
+    served = set(re.findall(r"^kms_[a-z_]+", text, re.M))
+    assert names <= served, names - served

@@ -83,11 +83,20 @@ pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc:
         Ok(Err(e)) => return tracing::warn!(error = %e, "bad connection preface"),
         Err(_) => return tracing::warn!("connection preface timed out"),
     };
+    let telemetry = crate::telemetry::global();
+    let _open = telemetry.connection();
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(t)) => t,
-        Ok(Err(e)) => return tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
-        Err(_) => return tracing::info!(peer = %peer, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            telemetry.handshake(false);
+            return tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            telemetry.handshake(false);
+            return tracing::info!(peer = %peer, "TLS handshake timed out");
+        }
     };
+    telemetry.handshake(true);
     serve_http(tls, svc, gate, peer).await;
 }
 
@@ -203,7 +212,8 @@ async fn handle(
             (outcome, REQUEST_KEY.with(std::cell::Cell::get))
         })
         .await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let ms = elapsed.as_secs_f64() * 1000.0;
     let (status, code) = match &outcome {
         Ok(_) => (StatusCode::OK, None),
         Err((e, _)) => {
@@ -211,6 +221,7 @@ async fn handle(
             (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Some(code))
         }
     };
+    crate::telemetry::global().request(&target, code, elapsed);
     // One event per request (target `request`; on by default in JSON logs). Names and ids only: never a body field.
     tracing::info!(
         target: "request",

@@ -88,7 +88,9 @@ impl HighWater {
     pub fn new(cap: usize, deleted_cap: usize, naming_key: &Key256) -> Self {
         // HMAC zero-pads a key shorter than the block: the padded 64-byte block is the same key, and infallible.
         let mut block = zeroize::Zeroizing::new([0u8; 64]);
-        block[..32].copy_from_slice(naming_key.expose_secret());
+        for (b, k) in block.iter_mut().zip(naming_key.expose_secret()) {
+            *b = *k;
+        }
         let namer = <hmac::Hmac<sha2::Sha256> as KeyInit>::new(&(*block).into());
         Self {
             namer,

@@ -1,8 +1,13 @@
 //! Per-record version high-water marks: what this enclave life has seen of each record, so that a host that replays
 //! an older version, hides a record it has shown, or brings a deleted record back is caught.
 
+use crate::crypto::secret::Key256;
+use hmac::{KeyInit, Mac};
 use kms_shared::storage::RecordKind;
 use std::collections::HashMap;
+
+/// HKDF label of the key that names records in the marks (see [`HighWater::new`]).
+pub const NAMING_LABEL: &[u8] = b"enclave-kms high-water names v1";
 
 /// Most present-version marks: a table of 2^20 buckets of 16 bytes (about 17 MiB) at most.
 pub const HIGH_WATER_CAP: usize = 917_504;
@@ -57,8 +62,10 @@ fn tracked_from_first_version(kind: RecordKind) -> bool {
 
 /// Per-record version high-water marks, compact and bounded.
 ///
-/// - A record is named by a 64-bit SipHash of (kind, id) under a key drawn at start (`RandomState`), not by its id:
-///   16 bytes per mark. Two records sharing a hash (about 2^-25 likely at the cap) share a mark: a false alarm or a
+/// - A record is named by 64 bits of HMAC-SHA256 of (kind, id) under a key derived from the domain key
+///   ([`NAMING_LABEL`]), not by its id: 16 bytes per mark. Every instance of one fleet (one domain key) names a record
+///   the same way, so marks can be handed from one instance to another (issue 13); the host, which lacks the domain
+///   key, can neither compute names nor aim collisions at a chosen record. Two records sharing a hash (about 2^-25 likely at the cap) share a mark: a false alarm or a
 ///   missed check for them, never a wrong answer served.
 /// - A key record seen only at version 1 is not tracked: nothing older than version 1 exists to roll back to.
 ///   Aliases, principals, access keys and tombstones are tracked from version 1 (see
@@ -68,7 +75,7 @@ fn tracked_from_first_version(kind: RecordKind) -> bool {
 /// - Deletion marks live in their own set and are never evicted: a revoked access key, a deleted alias or a destroyed
 ///   key's record cannot come back within this life. When that set is full, [`HighWater::may_delete`] refuses.
 pub struct HighWater {
-    hasher: std::hash::RandomState,
+    namer: hmac::Hmac<sha2::Sha256>,
     present: Marks,
     deleted: Marks,
     cap: usize,
@@ -76,10 +83,17 @@ pub struct HighWater {
 }
 
 impl HighWater {
-    /// Marks bounded by `cap` present-version marks and `deleted_cap` deletion marks.
-    pub fn new(cap: usize, deleted_cap: usize) -> Self {
+    /// Marks bounded by `cap` present-version marks and `deleted_cap` deletion marks, naming records under
+    /// `naming_key` (derived from the domain key with [`NAMING_LABEL`]).
+    pub fn new(cap: usize, deleted_cap: usize, naming_key: &Key256) -> Self {
+        // HMAC zero-pads a key shorter than the block: the padded 64-byte block is the same key, and infallible.
+        let mut block = zeroize::Zeroizing::new([0u8; 64]);
+        for (b, k) in block.iter_mut().zip(naming_key.expose_secret()) {
+            *b = *k;
+        }
+        let namer = <hmac::Hmac<sha2::Sha256> as KeyInit>::new(&(*block).into());
         Self {
-            hasher: std::hash::RandomState::new(),
+            namer,
             present: Marks::default(),
             deleted: Marks::default(),
             cap: cap.max(1),
@@ -87,9 +101,16 @@ impl HighWater {
         }
     }
 
+    /// The record's fleet-wide name: the first 64 bits of HMAC(kind || id length || id).
     fn slot(&self, kind: RecordKind, id: &str) -> u64 {
-        use std::hash::BuildHasher as _;
-        self.hasher.hash_one((kind, id))
+        let mut mac = self.namer.clone();
+        mac.update(&(kind as u16).to_be_bytes());
+        mac.update(&(id.len() as u64).to_be_bytes());
+        mac.update(id.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(tag.get(..8).unwrap_or(&[0u8; 8]));
+        u64::from_be_bytes(first)
     }
 
     /// What is known of the record.
@@ -147,9 +168,25 @@ impl HighWater {
 mod tests {
     use super::*;
 
+    fn key(byte: u8) -> Key256 {
+        Key256::from_array([byte; 32])
+    }
+
+    /// Issue 13: two instances of one fleet (one domain key) name a record alike, so marks can move between them;
+    /// another domain key names it otherwise (the host cannot compute names).
+    #[test]
+    fn names_are_fleet_wide_and_keyed() {
+        let (a, b, other) =
+            (HighWater::new(4, 4, &key(7)), HighWater::new(4, 4, &key(7)), HighWater::new(4, 4, &key(8)));
+        assert_eq!(a.slot(RecordKind::Key, "k1"), b.slot(RecordKind::Key, "k1"));
+        assert_ne!(a.slot(RecordKind::Key, "k1"), other.slot(RecordKind::Key, "k1"));
+        assert_ne!(a.slot(RecordKind::Key, "k1"), a.slot(RecordKind::Alias, "k1"), "kind is part of the name");
+        assert_ne!(a.slot(RecordKind::Key, "k1"), a.slot(RecordKind::Key, "k2"));
+    }
+
     #[test]
     fn high_water_marks_are_compact_and_bounded() {
-        let mut hw = HighWater::new(4, 4);
+        let mut hw = HighWater::new(4, 4, &key(1));
         hw.note_present(RecordKind::Key, "a", 1);
         assert_eq!((hw.len(), hw.floor(RecordKind::Key, "a")), ((0, 0), Floor::default()), "key v1: untracked");
         hw.note_present(RecordKind::Key, "a", 3);
@@ -172,7 +209,7 @@ mod tests {
 
     #[test]
     fn aliases_principals_credentials_and_tombstones_are_tracked_from_version_one() {
-        let mut hw = HighWater::new(16, 16);
+        let mut hw = HighWater::new(16, 16, &key(1));
         for kind in [RecordKind::Alias, RecordKind::Principal, RecordKind::Credential, RecordKind::KeyTombstone] {
             hw.note_present(kind, "x", 1);
             assert_eq!(hw.floor(kind, "x").present, Some(1), "{kind:?}");
@@ -185,7 +222,7 @@ mod tests {
     /// evicted when no present mark was among the first few looked at.
     #[test]
     fn deletion_marks_are_never_evicted_and_refuse_when_full() {
-        let mut hw = HighWater::new(8, 8);
+        let mut hw = HighWater::new(8, 8, &key(1));
         for i in 0..8 {
             let id = format!("revoked{i}");
             assert!(hw.may_delete(RecordKind::Credential, &id));

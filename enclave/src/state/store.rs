@@ -210,10 +210,11 @@ impl Records {
 
     /// Records with other bounds on the high-water marks (tests).
     pub fn with_caps(channel: Channel, domain_key: Key256, cap: usize, deleted_cap: usize) -> Self {
+        let naming_key = blob::derive_subkey(&domain_key, crate::state::highwater::NAMING_LABEL);
         Self {
             channel,
             domain_key,
-            seen: Mutex::new(HighWater::new(cap, deleted_cap)),
+            seen: Mutex::new(HighWater::new(cap, deleted_cap, &naming_key)),
             skipped: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),

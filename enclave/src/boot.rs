@@ -165,6 +165,19 @@ pub async fn run(
         }
     });
 
+    // The counters for the host's metrics endpoint (counts only; see `telemetry`).
+    let pusher = channel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::telemetry::PUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if let Err(e) = pusher.call(StorageOp::Metrics(crate::telemetry::global().snapshot())).await {
+                tracing::debug!(error = %e, "metrics not delivered");
+            }
+        }
+    });
+
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let gate = Arc::new(crate::net::limits::Gate::new(settings.limits));
     let limit = Arc::new(Semaphore::new(gate.limits.max_connections));

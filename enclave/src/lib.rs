@@ -18,3 +18,4 @@ pub mod error;
 pub mod net;
 pub mod service;
 pub mod state;
+pub mod telemetry;

@@ -54,8 +54,21 @@ enum Mode {
     },
 }
 
+/// How log lines are written on standard error.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON layer), with one event per request.
+    Json,
+}
+
 #[derive(Args)]
 struct Common {
+    /// Log lines as text (default) or JSON. Without RUST_LOG, JSON logs include one `request` event per request;
+    /// text logs leave them out (RUST_LOG=info,request=info adds them).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Region in ARNs and the SigV4 scope.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -91,15 +104,21 @@ fn settings(c: &Common) -> Result<Settings, String> {
     })
 }
 
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match format {
+        LogFormat::Text => "info,request=off",
+        LogFormat::Json => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
     // Arguments first (cheap, and a usage error should say so), then the NSM.
     let common = match &cli.mode {
@@ -107,6 +126,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "simulator")]
         Mode::Simulator { common, .. } => common,
     };
+    init_logs(common.log_format);
     let mut settings = match settings(common) {
         // Simulator mode only: tests shorten the network limits through KMS_ENCLAVE_TEST_* variables.
         #[cfg(feature = "simulator")]

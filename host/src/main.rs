@@ -3,8 +3,11 @@
 mod admin_cmd;
 mod attest_cmd;
 mod blobstore;
+mod config_file;
 mod custody_cmd;
 mod files;
+mod metrics;
+mod notify;
 mod open_recipient;
 mod quorum;
 mod relay;
@@ -14,7 +17,7 @@ mod supervise;
 mod verify_endpoint;
 
 use blobstore::SqliteStore;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use relay::EnclaveAddr;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -224,6 +227,10 @@ enum AttestationCommand {
 
 #[derive(Args)]
 struct Common {
+    /// A TOML file of settings: each key is one of these long flags without its dashes (`data-dir = "/var/lib/kms"`,
+    /// `tls-name = ["kms.internal"]`); flags on the command line override it; an unknown key is an error.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Directory for the store and the operator files (ca.pem, credentials, env).
     #[arg(long, default_value = "./kms-data")]
     data_dir: PathBuf,
@@ -239,6 +246,55 @@ struct Common {
     /// Extra DNS names or IPs for the TLS certificate.
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    /// Log lines as text (default) or JSON, for kms-host and (in simulator mode) the enclave. Without RUST_LOG, JSON
+    /// logs include the enclave's one `request` event per request; text logs leave them out.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP) on this address. Counts and latencies only; see
+    /// SECURITY.md for what they reveal. Bind it to a private interface.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, the longest to wait (seconds) for open connections to finish after asking the enclave to
+    /// drain (`/healthz` then answers 503); a second signal stops at once.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    drain_timeout: u64,
+}
+
+/// How log lines are written on standard error.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON layer).
+    Json,
+}
+
+impl LogFormat {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
+/// Starts the metrics endpoint when `--metrics-listen` asks for it, and says where on standard output.
+async fn start_metrics(common: &Common) -> Result<(), String> {
+    let Some(addr) = common.metrics_listen else { return Ok(()) };
+    let (listener, local) = metrics::serve_bind(addr).await?;
+    println!("metrics: http://{local}/metrics");
+    tokio::spawn(metrics::serve(listener));
+    Ok(())
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<PathBuf, String> {
@@ -271,8 +327,14 @@ impl Drop for RunDir {
 }
 
 fn enclave_args(common: &Common, listen: SocketAddr) -> Vec<String> {
-    let mut args =
-        vec!["--region".to_owned(), common.region.clone(), "--account-id".to_owned(), common.account_id.clone()];
+    let mut args = vec![
+        "--region".to_owned(),
+        common.region.clone(),
+        "--account-id".to_owned(),
+        common.account_id.clone(),
+        "--log-format".to_owned(),
+        common.log_format.name().to_owned(),
+    ];
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         args.extend(["--tls-name".to_owned(), listen.ip().to_string()]);
     }
@@ -288,8 +350,13 @@ async fn dev(
     sim_pki: Option<PathBuf>,
     custody: custody_cmd::CustodyArgs,
 ) -> Result<(), String> {
-    eprintln!("kms-host: SIMULATOR MODE (insecure): the enclave runs as an ordinary process with a simulated NSM.");
+    const BANNER: &str = "SIMULATOR MODE (insecure): the enclave runs as an ordinary process with a simulated NSM.";
+    match common.log_format {
+        LogFormat::Text => eprintln!("kms-host: {BANNER}"),
+        LogFormat::Json => tracing::warn!("{BANNER}"),
+    }
     let data_dir = prepare_data_dir(&common.data_dir)?;
+    start_metrics(&common).await?;
     let sqlite = SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?;
     // Local mode initialises a data directory whose store holds nothing yet, or only the custody record of a first
     // start killed before it committed its domain key (the enclave replaces it); a store with anything else and no
@@ -336,7 +403,12 @@ async fn dev(
     };
     let pcrs = sim::enclave_pcrs(&bin)?;
     files::write_atomic(&data_dir.join(sim::PCRS_FILE), sim::pcrs_json(&pcrs).as_bytes(), 0o644)?;
-    let child = supervise::spawn_simulator(&bin, &args, sim::enclave_config(&pki, &pcrs))?;
+    let child = supervise::spawn_simulator(
+        &bin,
+        &args,
+        sim::enclave_config(&pki, &pcrs),
+        common.log_format == LogFormat::Json,
+    )?;
     drop(pki);
     let plan = Plan {
         data_dir,
@@ -346,6 +418,7 @@ async fn dev(
         child: Some(child),
         region: common.region.clone(),
         boot,
+        drain_timeout: std::time::Duration::from_secs(common.drain_timeout),
     };
     let result = supervise::run(plan, store).await;
     if let Some(r) = upstream_relay {
@@ -381,6 +454,7 @@ async fn production(
         return Err(format!("--enclave-cid {enclave_cid} is reserved (0-2: hypervisor and local, 3: this parent)"));
     }
     let data_dir = prepare_data_dir(&common.data_dir)?;
+    start_metrics(&common).await?;
     let store = Arc::new(SqliteStore::open(&data_dir.join(supervise::STORE_FILE))?);
     let storage = StorageListener::vsock(storage_port).map_err(|e| format!("vsock port {storage_port}: {e}"))?;
     if let Some(u) = &boot.upstream {
@@ -403,7 +477,7 @@ async fn production(
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("cannot run nitro-cli: {e}"))?;
-            supervise::forward_logs(&mut c);
+            supervise::forward_logs(&mut c, "nitro-cli", common.log_format == LogFormat::Json);
             let status = c.wait().await.map_err(|e| format!("nitro-cli: {e}"))?;
             if !status.success() {
                 return Err(format!("nitro-cli run-enclave failed ({status})"));
@@ -420,20 +494,25 @@ async fn production(
         child,
         region: common.region.clone(),
         boot,
+        drain_timeout: std::time::Duration::from_secs(common.drain_timeout),
     };
     supervise::run(plan, store).await
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let cli = Cli::parse();
+    let argv = match config_file::expand(&Cli::command(), std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kms-host: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
+    let log_format = match &cli.command {
+        Command::Dev { common, .. } | Command::Run { common, .. } => common.log_format,
+        _ => LogFormat::Text,
+    };
+    init_logs(log_format);
     let command = match cli.command {
         Command::Sim(c) => return exit(sim_command(c).map(|()| None)),
         Command::Admin(args) => return admin_cmd::run(args),
@@ -516,6 +595,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if log_format == LogFormat::Json => {
+            tracing::error!(error = %e, "kms-host stopped");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("kms-host: {e}");
             ExitCode::FAILURE

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
@@ -44,7 +45,7 @@ impl EnclaveAddr {
 /// How long the relay keeps reading (and discarding) what a client still sends after the enclave has closed.
 const LINGER: Duration = Duration::from_secs(2);
 
-async fn relay_one(client: TcpStream, peer: SocketAddr, enclave: &EnclaveAddr) -> io::Result<()> {
+async fn relay_one(client: TcpStream, peer: SocketAddr, enclave: &EnclaveAddr, live: Live) -> io::Result<()> {
     client.set_nodelay(true)?;
     let mut upstream = enclave.connect().await?;
     let preface = kms_shared::preface::encode(&peer.to_string()).map_err(io::Error::other)?;
@@ -55,6 +56,7 @@ async fn relay_one(client: TcpStream, peer: SocketAddr, enclave: &EnclaveAddr) -
     let downward = async {
         let copied = tokio::io::copy(&mut up_rd, &mut client_wr).await;
         let _ = client_wr.shutdown().await;
+        drop(live); // the enclave's side is closed: no longer counted by a drain
         copied
     };
     tokio::pin!(upward, downward);
@@ -95,9 +97,52 @@ where
     }
 }
 
+/// The relayed connections: at most [`MAX_CONNECTIONS`] at once, and how many the enclave still holds open (what a
+/// drain waits on; a connection the enclave has closed may still linger, see [`LINGER`], without counting).
+#[derive(Clone)]
+pub struct Connections {
+    limit: Arc<Semaphore>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Connections {
+    /// No connection open yet.
+    pub fn new() -> Self {
+        Self { limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)), live: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// How many relayed connections the enclave still holds open.
+    pub fn open(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one connection as live until dropped.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Self(live.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Asks the enclave to drain (see `kms_shared::preface`): one connection carrying only the drain preface.
+pub async fn send_drain(enclave: &EnclaveAddr) -> io::Result<()> {
+    let mut s = enclave.connect().await?;
+    s.write_all(&kms_shared::preface::encode_drain()).await?;
+    s.shutdown().await
+}
+
 /// Accepts client connections forever and relays each to the enclave.
-pub async fn run(listener: TcpListener, enclave: EnclaveAddr) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+pub async fn run(listener: TcpListener, enclave: EnclaveAddr, connections: Connections) {
+    let Connections { limit, live } = connections;
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -112,10 +157,13 @@ pub async fn run(listener: TcpListener, enclave: EnclaveAddr) {
             continue;
         };
         let enclave = enclave.clone();
+        let live = Live::new(&live);
+        let counted = crate::metrics::global().relay_opened();
         tokio::spawn(async move {
-            if let Err(e) = relay_one(client, peer, &enclave).await {
+            if let Err(e) = relay_one(client, peer, &enclave, live).await {
                 tracing::debug!(%peer, error = %e, "relay ended");
             }
+            drop(counted);
             drop(permit);
         });
     }

@@ -71,7 +71,10 @@ where
         let (store, tx, events, writes, boot) =
             (store.clone(), tx.clone(), events.clone(), writes.clone(), boot.clone());
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let kind = metrics_kind(&msg.op);
             let result = execute(store, &writes, msg.op, &events, &boot).await;
+            crate::metrics::global().storage(kind, started.elapsed().as_secs_f64());
             match frame::encode(&HostMessage { id: msg.id, result }) {
                 Ok(buf) => {
                     let _ = tx.send(buf).await;
@@ -113,6 +116,7 @@ impl GroupCommit {
                             Err(_) => break,
                         }
                     }
+                    crate::metrics::global().batch(batch.len());
                     let (writes, waiters): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
                     let mut results = store.write_batch(&writes).into_iter();
                     for w in waiters {
@@ -129,6 +133,17 @@ impl GroupCommit {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue.send((w, tx)).map_err(|_| StorageError::Unavailable)?;
         rx.await.map_err(|_| StorageError::Unavailable)?
+    }
+}
+
+fn metrics_kind(op: &StorageOp) -> crate::metrics::StorageKind {
+    use crate::metrics::StorageKind;
+    match op {
+        StorageOp::Get { .. } => StorageKind::get,
+        StorageOp::Put { .. } => StorageKind::put,
+        StorageOp::Delete { .. } => StorageKind::delete,
+        StorageOp::List { .. } => StorageKind::list,
+        _ => StorageKind::control,
     }
 }
 
@@ -163,6 +178,10 @@ async fn execute(
         }
         StorageOp::Sealed { threshold, count } => {
             events.send(Event::Sealed { threshold, count }).await.map_err(|_| StorageError::Unavailable)?;
+            return Ok(StorageReply::Done);
+        }
+        StorageOp::Metrics(m) => {
+            crate::metrics::global().enclave(m);
             return Ok(StorageReply::Done);
         }
         StorageOp::Put { kind, id, version, expected, sealed } => {

@@ -4,6 +4,7 @@
 
 use crate::blobstore::BlobStore;
 use crate::files::{shell_quote, write_atomic};
+use crate::notify;
 use crate::relay::{self, EnclaveAddr};
 use crate::storage_server::Event;
 use kms_shared::storage::Announcement;
@@ -72,29 +73,48 @@ pub struct Plan {
     pub region: String,
     /// The enclave's boot configuration (custody).
     pub boot: Arc<kms_shared::custody::BootConfig>,
+    /// The longest a requested stop waits for open connections to finish.
+    pub drain_timeout: Duration,
 }
 
-/// Forwards a child's output lines to our stderr, prefixed.
-pub fn forward_logs(child: &mut Child) {
-    fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R) {
+/// Forwards a child's output lines to our stderr: prefixed with `source: ` as text, or as JSON lines (a line that is
+/// already a JSON object passes unchanged; any other becomes `{"level":"INFO","target":SOURCE,"message":LINE}`).
+pub fn forward_logs(child: &mut Child, source: &'static str, json: bool) {
+    fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R, source: &'static str, json: bool) {
         tokio::spawn(async move {
             let mut lines = BufReader::new(r).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("enclave: {line}");
+                eprintln!("{}", forwarded(&line, source, json));
             }
         });
     }
     if let Some(out) = child.stdout.take() {
-        pump(out);
+        pump(out, source, json);
     }
     if let Some(err) = child.stderr.take() {
-        pump(err);
+        pump(err, source, json);
     }
+}
+
+/// One forwarded log line (see [`forward_logs`]).
+fn forwarded(line: &str, source: &str, json: bool) -> String {
+    if !json {
+        return format!("{source}: {line}");
+    }
+    if line.starts_with('{') && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()) {
+        return line.to_owned();
+    }
+    serde_json::json!({"level": "INFO", "target": source, "message": line}).to_string()
 }
 
 /// Spawns `kms-enclave simulator ...` with its output piped to ours and `config` (the simulated NSM's PKI and PCRs)
 /// written to its standard input, which is then closed.
-pub fn spawn_simulator(bin: &Path, args: &[String], config: zeroize::Zeroizing<Vec<u8>>) -> Result<Child, String> {
+pub fn spawn_simulator(
+    bin: &Path,
+    args: &[String],
+    config: zeroize::Zeroizing<Vec<u8>>,
+    json_logs: bool,
+) -> Result<Child, String> {
     let mut child = Command::new(bin)
         .arg("simulator")
         .args(args)
@@ -104,7 +124,7 @@ pub fn spawn_simulator(bin: &Path, args: &[String], config: zeroize::Zeroizing<V
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    forward_logs(&mut child);
+    forward_logs(&mut child, "enclave", json_logs);
     if let Some(mut stdin) = child.stdin.take() {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -209,6 +229,7 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     let local = plan.listener.local_addr().map_err(|e| format!("listener: {e}"))?;
     let endpoint = connectable(local);
     let mut listener = Some(plan.listener);
+    let connections = relay::Connections::new();
     // Started early when the enclave is sealed (quorum): clients then reach only its unseal endpoint.
     let mut relay: Option<tokio::task::JoinHandle<()>> = None;
     let (announcement, ack) = loop {
@@ -234,8 +255,9 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
                 }
                 Ok(Some(Event::Sealed { threshold, count })) => {
                     if let Some(l) = listener.take() {
-                        relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone())));
+                        relay = Some(tokio::spawn(relay::run(l, plan.enclave.clone(), connections.clone())));
                     }
+                    crate::metrics::global().set_state(crate::metrics::State::sealed);
                     println!("sealed: waiting for {threshold} of {count} shares");
                     println!("unseal endpoint: https://{endpoint}");
                 }
@@ -291,17 +313,24 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
 
     let relay = match (relay, listener.take()) {
         (Some(r), _) => r,
-        (None, Some(l)) => tokio::spawn(relay::run(l, plan.enclave.clone())),
+        (None, Some(l)) => tokio::spawn(relay::run(l, plan.enclave.clone(), connections.clone())),
         (None, None) => return Err("no client listener".into()),
     };
     println!("ready: https://{endpoint}");
     println!("env: source {}", shell_quote(&plan.data_dir.join(ENV_FILE).to_string_lossy()));
+    notify::ready(&format!("serving https://{endpoint}"));
+    crate::metrics::global().set_state(crate::metrics::State::serving);
     let outcome = tokio::select! {
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
         why = child_exit(&mut plan.child) => Err(why),
         Some(why) = dead_rx.recv() => Err(why),
     };
+    if outcome.is_ok() {
+        notify::stopping();
+        crate::metrics::global().set_state(crate::metrics::State::draining);
+        drain(&plan.enclave, &connections, plan.drain_timeout, &mut term, &mut int).await;
+    }
     relay.abort();
     if outcome.is_ok() {
         tracing::info!("shutting down");
@@ -309,6 +338,42 @@ pub async fn run(mut plan: Plan, store: Arc<dyn BlobStore>) -> Result<(), String
     stop_child(&mut plan.child).await;
     outcome
 }
+
+/// Drains before a requested stop: asks the enclave to drain (`/healthz` answers 503, connections close once their
+/// request in flight is answered), then waits until no relayed connection is open, at most `timeout`; a second signal
+/// ends the wait. The listener stays open meanwhile, so a probe reads the 503 rather than a refused connection.
+async fn drain(
+    enclave: &relay::EnclaveAddr,
+    connections: &relay::Connections,
+    timeout: Duration,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    if let Err(e) = relay::send_drain(enclave).await {
+        tracing::warn!(error = %e, "could not ask the enclave to drain; stopping without it");
+        return;
+    }
+    let open = connections.open();
+    tracing::info!(open, timeout_secs = timeout.as_secs(), "draining");
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The drain request's own connection is not relayed, so it is not counted.
+    let quiet = async {
+        while connections.open() > 0 {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    };
+    tokio::select! {
+        () = quiet => tracing::info!("drained: no connection open"),
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::warn!(open = connections.open(), "drain timeout reached; stopping with connections open");
+        }
+        _ = term.recv() => tracing::warn!("second signal: stopping without waiting for the drain"),
+        _ = int.recv() => tracing::warn!("second signal: stopping without waiting for the drain"),
+    }
+}
+
+/// How often a drain checks whether connections are still open.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Directory of the quorum share files in the data directory, and their names. Contract: operators rely on them.
 pub const QUORUM_DIR: &str = "quorum";
@@ -349,6 +414,16 @@ async fn stop_child(child: &mut Option<Child>) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_lines_keep_one_format() {
+        assert_eq!(forwarded("started", "enclave", false), "enclave: started");
+        assert_eq!(forwarded(r#"{"level":"INFO","x":1}"#, "enclave", true), r#"{"level":"INFO","x":1}"#);
+        let wrapped: serde_json::Value = serde_json::from_str(&forwarded("panicked at {x}", "enclave", true)).unwrap();
+        assert_eq!(wrapped, serde_json::json!({"level": "INFO", "target": "enclave", "message": "panicked at {x}"}));
+        let not_object: serde_json::Value = serde_json::from_str(&forwarded("[1]", "nitro-cli", true)).unwrap();
+        assert_eq!(not_object["message"], "[1]");
+    }
 
     #[test]
     fn env_file_serves_every_mainstream_client() {

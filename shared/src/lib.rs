@@ -10,6 +10,7 @@
 
 pub mod custody;
 pub mod frame;
+pub mod metrics;
 pub mod preface;
 pub mod quorum;
 pub mod storage;

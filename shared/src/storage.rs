@@ -175,6 +175,8 @@ pub enum StorageOp {
         /// Shares made.
         count: u8,
     },
+    /// The enclave's counters for the host's metrics endpoint (sent every few seconds; answered `Done`).
+    Metrics(crate::metrics::EnclaveMetrics),
 }
 
 /// What the enclave publishes to the operator through the host.
@@ -309,6 +311,7 @@ impl StorageOp {
                     && files.iter().all(|f| f.len() <= crate::quorum::MAX_SHARE_FILE)
             }
             StorageOp::Sealed { threshold, count } => crate::quorum::check_params(*threshold, *count).is_ok(),
+            StorageOp::Metrics(m) => m.valid(),
         };
         if ok { Ok(()) } else { Err(StorageError::Invalid) }
     }

@@ -1,9 +1,9 @@
 """Deployment files: the systemd units in deploy/systemd and scripts/reproducible.
 
 The units are checked with `systemd-analyze verify` (skipped, with the reason, where systemd is not installed), for the
-hardening docs/deploy-nitro.md promises, and against the real `kms-host`: every flag of the production unit's command
-line (expanded with kms-host.env.example) must be accepted by `kms-host run`, and the development unit's command must
-start a service that answers.
+hardening docs/deploy-nitro.md promises, and against the real `kms-host`: the production unit's command line with the
+annotated configuration file it names (docs/kms-host.toml) must be accepted by `kms-host run`, and the development
+unit's command must start a service that answers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from kmstest import REPO_ROOT, KmsServer, scrub_aws_environment
 UNITS = REPO_ROOT / "deploy" / "systemd"
 PRODUCTION = UNITS / "kms-host.service"
 DEVELOPMENT = UNITS / "kms-host-dev.service"
-ENV_EXAMPLE = UNITS / "kms-host.env.example"
+CONFIG_EXAMPLE = REPO_ROOT / "docs" / "kms-host.toml"
+INSTALLED_CONFIG = "/etc/enclave-kms/kms-host.toml"
 INSTALLED_HOST = "/usr/local/bin/kms-host"
 REPRODUCIBLE = REPO_ROOT / "scripts" / "reproducible"
 
@@ -61,36 +62,6 @@ def one(unit: dict, section: str, key: str) -> str:
     values = unit.get(section, {}).get(key)
     assert values, f"[{section}] {key}= missing"
     return values[-1]
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"{path}: not KEY=VALUE: {line!r}"
-        env[key] = value
-    return env
-
-
-def expand_exec(command: str, env: dict[str, str]) -> list[str]:
-    """systemd's ExecStart expansion: `${VAR}` is the value as one word, a word that is `$VAR` splits the value."""
-    words = []
-    for word in shlex.split(command):
-        whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
-        if whole:
-            assert whole.group(1) in env, f"${whole.group(1)} is not set by the environment file"
-            words.extend(env[whole.group(1)].split())
-            continue
-
-        def braced(m):
-            assert m.group(1) in env, f"${{{m.group(1)}}} is not set by the environment file"
-            return env[m.group(1)]
-
-        words.append(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", braced, word))
-    return words
 
 
 def flag_value(argv: list[str], flag: str) -> str:
@@ -173,25 +144,29 @@ def test_production_unit_command_is_accepted_by_kms_host_run(custody, host_bin, 
     if Path("/dev/nitro_enclaves").exists():
         pytest.skip("this machine is a Nitro Enclaves parent: the command would really start an enclave")
     u = parse_unit(PRODUCTION)
-    assert one(u, "Service", "EnvironmentFile") == "/etc/enclave-kms/kms-host.env"
-    env = parse_env_file(ENV_EXAMPLE)
-    if custody == "quorum":  # the other value the example's comment and docs/deploy-nitro.md step 7 give
-        env["KMS_CUSTODY_ARGS"] = "--domain-key quorum"
-    argv = expand_exec(one(u, "Service", "ExecStart"), env)
+    assert one(u, "Service", "Type") == "notify"
+    argv = shlex.split(one(u, "Service", "ExecStart"))
     assert argv[0] == INSTALLED_HOST and argv[1] == "run"
+    assert flag_value(argv, "--config") == INSTALLED_CONFIG
+    config = CONFIG_EXAMPLE.read_text()
+    if custody == "quorum":  # the alternative the example's comment gives: remove the upstream keys, domain-key quorum
+        config = "\n".join(
+            line for line in config.splitlines() if not line.startswith(("upstream-", "domain-key"))
+        ) + '\ndomain-key = "quorum"\n'
+    # The file the unit names, with the upstream credentials file (read before kms-host looks for the device) and the
+    # data directory (never /var here) pointed into the test's directory.
+    creds = tmp_path / "upstream-credentials"
+    creds.write_text("[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n")
+    conf = tmp_path / "kms-host.toml"
+    conf.write_text(config.replace("/etc/enclave-kms/upstream-credentials", str(creds)))
     argv = [str(host_bin), *argv[1:]]
-    # Data directory into the test's temporary directory (the command refuses before using it, but never touch /var),
-    # and the files the custody flags name, which kms-host reads before it looks for the device, into stand-ins.
+    argv[argv.index("--config") + 1] = str(conf)
     argv[argv.index("--data-dir") + 1] = str(tmp_path / "data")
-    if "--upstream-credentials" in argv:
-        creds = tmp_path / "upstream-credentials"
-        creds.write_text("[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n")
-        argv[argv.index("--upstream-credentials") + 1] = str(creds)
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=60, env=scrub_aws_environment(os.environ),
         stdin=subprocess.DEVNULL,
     )
-    # A flag or value clap does not accept is a usage error (exit 2). Accepted, the command gets as far as looking
+    # A key or value kms-host does not accept is a usage error (exit 2). Accepted, the command gets as far as looking
     # for the Nitro Enclaves device and refuses to start without it.
     assert result.returncode == 1, f"exit {result.returncode}: {result.stderr}"
     assert "/dev/nitro_enclaves not found" in result.stderr, result.stderr

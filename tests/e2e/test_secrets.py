@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +67,11 @@ class Exercised:
     secret_key: str = ""
 
 
-@pytest.fixture(scope="module")
-def exercised(tmp_path_factory, host_bin):
-    # Debug logging on: a leak behind a debug! line still counts.
-    srv = KmsServer(tmp_path_factory.mktemp("kms-secrets"), binary=host_bin, extra_env={"RUST_LOG": "debug"})
+@pytest.fixture(scope="module", params=["text", "json"], ids=["text-logs", "json-logs"])
+def exercised(request, tmp_path_factory, host_bin):
+    # Debug logging on: a leak behind a debug! line still counts. JSON logs add one `request` event per request.
+    srv = KmsServer(tmp_path_factory.mktemp("kms-secrets"), binary=host_bin, extra_env={"RUST_LOG": "debug"},
+                    extra_args=("--log-format", request.param))
     srv.start()
     try:
         kms = srv.client()
@@ -187,6 +189,14 @@ def test_control_scan_finds_admin_secret_in_credentials_file(exercised):
     creds = read_tree(exercised.server.data_dir, exclude=())
     hits = scan({CREDENTIALS_FILE: creds[CREDENTIALS_FILE]}, [("admin secret", exercised.secret_key.encode())])
     assert "admin secret (raw) in credentials" in hits, hits
+
+
+def test_control_json_logs_carry_request_events(exercised):
+    if "--log-format json" not in " ".join(exercised.server.extra_args):
+        pytest.skip("text logs: request events are off by default")
+    events = [json.loads(line) for line in exercised.log.decode().splitlines() if line.startswith("{")]
+    requests = [e for e in events if e.get("target") == "request"]
+    assert len(requests) >= 100, len(requests)  # the scan above covers them
 
 
 def test_control_scan_reads_logs(exercised):

@@ -140,7 +140,9 @@ impl Credentials {
         if !plausible_access_key_id(akid) {
             return Ok(None);
         }
-        if let Some((_, c)) = self.cache.lock().ok().and_then(|c| c.get(akid).cloned()) {
+        let cached = self.cache.lock().ok().and_then(|c| c.get(akid).cloned());
+        crate::telemetry::global().cache(crate::telemetry::Cache::Credentials, cached.is_some());
+        if let Some((_, c)) = cached {
             return Ok(Some(c));
         }
         let generation = {

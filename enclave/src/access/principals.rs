@@ -199,7 +199,9 @@ impl Principals {
         if parse_arn(arn).is_none() {
             return Ok(None);
         }
-        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(arn).cloned()) {
+        let cached = self.cache.lock().ok().and_then(|c| c.get(arn).cloned());
+        crate::telemetry::global().cache(crate::telemetry::Cache::Principals, cached.is_some());
+        if let Some(hit) = cached {
             return Ok(Some(hit));
         }
         let Some(entry) = self.load(arn).await? else { return Ok(None) };

@@ -250,6 +250,7 @@ pub async fn run(svc: &Service, caller: &Caller, req: Request) -> Result<Vec<u8>
     let _ticket =
         if meta.key_spec.name().starts_with("RSA_") { Some(svc.keygen.ticket(caller.arn()).await?) } else { None };
     let key = svc.keys.create(meta).await?;
+    crate::net::server::note_key(key.uuid);
     tracing::info!(key_id = %key.meta.key_id, "key created");
     respond(Response { key_metadata: metadata(svc, &key) })
 }

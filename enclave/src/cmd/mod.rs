@@ -188,6 +188,12 @@ pub type Context = Option<BTreeMap<String, String>>;
 /// Finds the key a KeyId names, through an alias if need be. An alias whose key was destroyed is deleted here, as
 /// AWS deletes the aliases of a deleted key.
 pub async fn resolve(svc: &Service, key_id: &str) -> Result<Arc<Key>, Error> {
+    let key = resolve_ref(svc, key_id).await?;
+    crate::net::server::note_key(key.uuid);
+    Ok(key)
+}
+
+async fn resolve_ref(svc: &Service, key_id: &str) -> Result<Arc<Key>, Error> {
     match parse_key_ref(key_id, &svc.scope)? {
         KeyRef::Id(id) => svc.keys.get(&id).await?.ok_or_else(|| key_not_found(svc, &id)),
         KeyRef::Alias(name) => {

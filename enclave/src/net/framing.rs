@@ -66,6 +66,12 @@ pub struct Guarded<S> {
     /// After a chunked request everything passes unchecked: the server closes the connection after answering it, so
     /// hyper parses no head after it.
     passthrough: bool,
+    /// Resolves when the enclave drains: the stream then ends at the next request boundary (hyper answers what it
+    /// has and closes; an idle keep-alive connection closes at once).
+    drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Whether a head has been passed on (a connection opened while draining still gets its first request answered,
+    /// so a load balancer's probe reads the 503).
+    seen_head: bool,
 }
 
 impl<S> Guarded<S> {
@@ -83,7 +89,15 @@ impl<S> Guarded<S> {
             refused: None,
             eof: false,
             passthrough: false,
+            drain: None,
+            seen_head: false,
         }
+    }
+
+    /// Ends the stream at the next request boundary once `drained` resolves.
+    pub fn with_drain(mut self, drained: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.drain = Some(Box::pin(drained));
+        self
     }
 
     /// The clock the request handler reads its deadline from.
@@ -118,6 +132,7 @@ impl<S> Guarded<S> {
         match check_head(&self.buf) {
             Ok(Some((len, body))) => {
                 self.pass = len;
+                self.seen_head = true;
                 match body {
                     Body::Length(n) => self.body_left = n,
                     Body::Chunked => self.passthrough = true,
@@ -217,6 +232,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
+            }
+            if this.at_head()
+                && this.buf.is_empty()
+                && this.seen_head
+                && let Some(d) = this.drain.as_mut()
+                && d.as_mut().poll(cx).is_ready()
+            {
+                this.eof = true;
+                continue;
             }
             if this.at_head()
                 && this.timing
@@ -330,6 +354,26 @@ mod tests {
         assert_eq!(seen, good);
         let (_, refused) = g.into_parts();
         assert!(refused.unwrap().0.contains("more than one Content-Length"));
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_the_stream_at_the_next_head_but_not_before_the_first() {
+        use tokio::io::AsyncReadExt;
+        let one = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec();
+        let input = [one.clone(), one.clone()].concat();
+        // Two requests arriving in two reads (a pipelined request already buffered would still be answered).
+        let two = || std::io::Cursor::new(one.clone()).chain(std::io::Cursor::new(one.clone()));
+        // Draining from the start: the first request still passes (a new connection gets one answer), the second
+        // does not.
+        let mut g = Guarded::new(two(), Duration::from_secs(5)).with_drain(std::future::ready(()));
+        let mut seen = Vec::new();
+        g.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, one);
+        // Not draining: both pass.
+        let mut g = Guarded::new(two(), Duration::from_secs(5)).with_drain(std::future::pending());
+        let mut seen = Vec::new();
+        g.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, input);
     }
 
     #[tokio::test]

@@ -66,13 +66,33 @@ pub struct Gate {
     /// The configured limits.
     pub limits: Limits,
     budget: Arc<Semaphore>,
+    /// Set once the host asks the enclave to drain (it never goes back).
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gate {
     /// A gate for `limits`.
     pub fn new(limits: Limits) -> Self {
         let permits = limits.body_budget.min(Semaphore::MAX_PERMITS);
-        Self { limits, budget: Arc::new(Semaphore::new(permits)) }
+        Self { limits, budget: Arc::new(Semaphore::new(permits)), drain: tokio::sync::watch::Sender::new(false) }
+    }
+
+    /// Starts draining: `/healthz` answers 503, idle connections close, requests in flight finish.
+    pub fn start_drain(&self) {
+        self.drain.send_replace(true);
+    }
+
+    /// Whether the enclave is draining.
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// A future that resolves once the enclave is draining.
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.drain.subscribe();
+        async move {
+            let _ = rx.wait_for(|d| *d).await;
+        }
     }
 
     /// Reserves `bytes` of the global body budget, waiting at most until `deadline`. `None` when the budget stays

@@ -42,27 +42,61 @@ const MAX_DRAIN: u64 = 8 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
+/// What a relayed stream starts with: a client connection from a peer, or the host's drain request.
+pub(crate) enum Opening {
+    /// A client connection; TLS follows.
+    Client(String),
+    /// The host asks the enclave to drain; nothing follows.
+    Drain,
+}
+
+/// Reads the preface of a client connection (a drain request is refused here: where this is called, only clients
+/// are expected).
 pub(crate) async fn read_preface(stream: &mut Box<dyn Stream>) -> Result<String, String> {
+    match read_opening(stream).await? {
+        Opening::Client(peer) => Ok(peer),
+        Opening::Drain => Err("a drain preface where a client connection was expected".into()),
+    }
+}
+
+/// Reads the preface: a client connection's peer address, or a drain request.
+pub(crate) async fn read_opening(stream: &mut Box<dyn Stream>) -> Result<Opening, String> {
     let mut h = [0u8; preface::HEADER_LEN];
     stream.read_exact(&mut h).await.map_err(|e| e.to_string())?;
-    let n = preface::peer_len(h).map_err(|e| e.to_string())?;
+    let n = match preface::header(h).map_err(|e| e.to_string())? {
+        preface::Header::Peer(n) => n,
+        preface::Header::Drain => return Ok(Opening::Drain),
+    };
     let mut peer = vec![0u8; n];
     stream.read_exact(&mut peer).await.map_err(|e| e.to_string())?;
-    preface::peer(&peer).map(str::to_owned).map_err(|e| e.to_string())
+    preface::peer(&peer).map(|p| Opening::Client(p.to_owned())).map_err(|e| e.to_string())
 }
 
 /// Serves one relayed client connection to its end.
 pub async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, svc: Arc<Service>, gate: Arc<Gate>) {
-    let peer = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut stream)).await {
-        Ok(Ok(p)) => p,
+    let peer = match tokio::time::timeout(PREFACE_TIMEOUT, read_opening(&mut stream)).await {
+        Ok(Ok(Opening::Client(p))) => p,
+        Ok(Ok(Opening::Drain)) => {
+            tracing::info!("the host asked to drain: /healthz now answers 503; connections close once answered");
+            return gate.start_drain();
+        }
         Ok(Err(e)) => return tracing::warn!(error = %e, "bad connection preface"),
         Err(_) => return tracing::warn!("connection preface timed out"),
     };
+    let telemetry = crate::telemetry::global();
+    let _open = telemetry.connection();
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(t)) => t,
-        Ok(Err(e)) => return tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
-        Err(_) => return tracing::info!(peer = %peer, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            telemetry.handshake(false);
+            return tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            telemetry.handshake(false);
+            return tracing::info!(peer = %peer, "TLS handshake timed out");
+        }
     };
+    telemetry.handshake(true);
     serve_http(tls, svc, gate, peer).await;
 }
 
@@ -72,7 +106,7 @@ pub async fn serve_http<S>(tls: S, svc: Arc<Service>, gate: Arc<Gate>, peer: Str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let guarded = Guarded::new(tls, gate.limits.request_deadline);
+    let guarded = Guarded::new(tls, gate.limits.request_deadline).with_drain(gate.drained());
     let clock = guarded.clock();
     let peer = Arc::new(peer);
     let log_peer = peer.clone();
@@ -137,6 +171,17 @@ fn raw_error(error: &Error) -> Vec<u8> {
     .into_bytes()
 }
 
+tokio::task_local! {
+    /// The key the request being handled resolved, for its log event (set by [`note_key`]).
+    static REQUEST_KEY: std::cell::Cell<Option<[u8; 16]>>;
+}
+
+/// Records the key the current request resolved, for its `request` log event. Outside a request (tests, fuzzing),
+/// nothing.
+pub fn note_key(uuid: [u8; 16]) {
+    let _ = REQUEST_KEY.try_with(|k| k.set(Some(uuid)));
+}
+
 async fn handle(
     svc: &Service,
     gate: &Gate,
@@ -144,6 +189,9 @@ async fn handle(
     peer: &str,
     head_started: tokio::time::Instant,
 ) -> Response<Full<Bytes>> {
+    if req.uri().path() == HEALTH_PATH {
+        return health(gate, &req);
+    }
     let started = Instant::now();
     let target = req
         .headers()
@@ -157,25 +205,79 @@ async fn handle(
     // After a chunked body the framing guard no longer checks heads, so no request may follow on this connection.
     let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING);
     let deadline = head_started + gate.limits.request_deadline;
-    let outcome = process(svc, gate, req, &target, deadline).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match outcome {
-        Ok(body) => {
-            tracing::debug!(%peer, %target, %request_id, ms, "ok");
-            reply(StatusCode::OK, body, None, &request_id, chunked)
+    let mut who = None;
+    let (outcome, key) = REQUEST_KEY
+        .scope(std::cell::Cell::new(None), async {
+            let outcome = process(svc, gate, req, &target, deadline, &mut who).await;
+            (outcome, REQUEST_KEY.with(std::cell::Cell::get))
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let (status, code) = match &outcome {
+        Ok(_) => (StatusCode::OK, None),
+        Err((e, _)) => {
+            let code = e.code();
+            (StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Some(code))
         }
+    };
+    crate::telemetry::global().request(&target, code, elapsed);
+    // One event per request (target `request`; on by default in JSON logs). Names and ids only: never a body field.
+    tracing::info!(
+        target: "request",
+        request_id = %request_id,
+        operation = target.rsplit('.').next().unwrap_or_default(),
+        principal = who.as_ref().map_or("-", |p: &Arc<crate::access::principals::Principal>| p.arn.as_str()),
+        key_id = %key.map(|k| crate::state::ids::format_uuid(&k)).unwrap_or_default(),
+        status = status.as_u16(),
+        error = code.map_or("", |c| c.name()),
+        duration_ms = ms,
+        peer = %peer,
+    );
+    match outcome {
+        Ok(body) => reply(StatusCode::OK, body, None, &request_id, chunked),
         Err((e, close)) => {
             let code = e.code();
             if let Error::Internal(detail) = &e {
                 tracing::error!(%peer, %target, %request_id, detail = %detail, "internal error");
             } else {
-                tracing::info!(%peer, %target, %request_id, code = code.name(), ms, "request failed");
+                tracing::debug!(%peer, %target, %request_id, code = code.name(), ms, "request failed");
             }
             let body = serde_json::json!({"__type": code.name(), "message": e.public_message()});
-            let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             reply(status, body.to_string().into_bytes(), Some(code.name()), &request_id, close || chunked)
         }
     }
+}
+
+/// The unauthenticated health check a load balancer probes (`GET /healthz`).
+pub(crate) const HEALTH_PATH: &str = "/healthz";
+
+/// `GET /healthz`: 200 `{"status":"serving"}`, or 503 `{"status":"draining"}` once the host has asked to drain (the
+/// sealed endpoint answers 503 `{"status":"sealed"}`). Any other method is 405. It reveals nothing the host does not
+/// already know.
+fn health(gate: &Gate, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let draining = gate.draining();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return health_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", draining);
+    }
+    if draining {
+        health_reply(StatusCode::SERVICE_UNAVAILABLE, "draining", true)
+    } else {
+        health_reply(StatusCode::OK, "serving", false)
+    }
+}
+
+/// A `/healthz` answer: `{"status": STATUS}`.
+pub(crate) fn health_reply(status: StatusCode, what: &str, close: bool) -> Response<Full<Bytes>> {
+    let body = format!("{{\"status\":\"{what}\"}}");
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if close {
+        resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Authenticates and runs one request. The `bool` of an error says whether to close the connection (always when the
@@ -188,6 +290,7 @@ async fn process(
     req: Request<Incoming>,
     target: &str,
     deadline: tokio::time::Instant,
+    who: &mut Option<Arc<crate::access::principals::Principal>>,
 ) -> Result<Vec<u8>, (Error, bool)> {
     let declared = req
         .headers()
@@ -253,6 +356,7 @@ async fn process(
         // An access key whose principal is gone authenticates nobody.
         let principal =
             svc.principals.get(&cred.principal_arn).await.map_err(keep)?.ok_or((Error::UnrecognizedClient, false))?;
+        *who = Some(principal.clone());
         caller = Some(Caller { principal, credential: cred });
     }
 

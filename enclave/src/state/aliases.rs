@@ -95,7 +95,9 @@ impl Aliases {
 
     /// The alias named `name`, if it exists.
     pub async fn get(&self, name: &str) -> Result<Option<Arc<Alias>>, Error> {
-        if let Some(a) = self.cache.lock().ok().and_then(|c| c.get(name).cloned()) {
+        let cached = self.cache.lock().ok().and_then(|c| c.get(name).cloned());
+        crate::telemetry::global().cache(crate::telemetry::Cache::Aliases, cached.is_some());
+        if let Some(a) = cached {
             return Ok(Some(a));
         }
         let Some(opened) = self.records.get(RecordKind::Alias, name).await? else { return Ok(None) };

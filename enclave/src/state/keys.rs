@@ -593,7 +593,9 @@ impl Keyring {
 
     /// The key as stored (or cached), destroying it if its deletion is due; no rotation.
     async fn fetch(&self, key_id: &str) -> Result<Lookup, Error> {
-        let key = match self.cached(key_id) {
+        let cached = self.cached(key_id);
+        crate::telemetry::global().cache(crate::telemetry::Cache::Keys, cached.is_some());
+        let key = match cached {
             Some(k) => k,
             None => match self.load(key_id).await? {
                 Some(k) => {

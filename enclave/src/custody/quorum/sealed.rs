@@ -13,7 +13,9 @@ use super::unseal::{Progress, Refusal, Submission, Unsealer};
 use crate::cmd::{Blob, b64, check_len, parse, required, respond};
 use crate::crypto::secret::Key256;
 use crate::error::Error;
-use crate::net::server::{HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, PREFACE_TIMEOUT, read_preface, reply};
+use crate::net::server::{
+    HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, HEALTH_PATH, PREFACE_TIMEOUT, health_reply, read_preface, reply,
+};
 use crate::net::transport::{ClientListener, Stream};
 use base64::Engine;
 use bytes::Bytes;
@@ -175,6 +177,9 @@ async fn connection(mut stream: Box<dyn Stream>, acceptor: TlsAcceptor, sealed: 
 }
 
 async fn handle(sealed: &Sealed, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == HEALTH_PATH {
+        return health_reply(StatusCode::SERVICE_UNAVAILABLE, "sealed", false);
+    }
     let target: String = req
         .headers()
         .get("x-amz-target")

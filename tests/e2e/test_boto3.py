@@ -451,6 +451,11 @@ ERROR_CASES = [
          KeyUsage="SIGN_VERIFY"),
     case("ed25519", "UnsupportedOperationException", "create_key", KeySpec="ECC_NIST_EDWARDS25519",
          KeyUsage="SIGN_VERIFY"),
+    case("ml-kem-768", "UnsupportedOperationException", "create_key", KeySpec="ML_KEM_768",
+         KeyUsage="ENCAPSULATE_DECAPSULATE"),
+    case("encapsulate-usage-symmetric", "ValidationException", "create_key", KeyUsage="ENCAPSULATE_DECAPSULATE"),
+    case("gdkp-ml-kem-512", "UnsupportedOperationException", "generate_data_key_pair", KeyId="KEY",
+         KeyPairSpec="ML_KEM_512"),
     # NotFoundException
     case("describe-unknown-id", "NotFoundException", "describe_key", KeyId="UNKNOWN"),
     case("describe-unknown-arn", "NotFoundException", "describe_key", KeyId="UNKNOWN_ARN"),

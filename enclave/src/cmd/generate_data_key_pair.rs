@@ -42,14 +42,14 @@ fn pair_spec(spec: &str) -> Result<PairSpec, Error> {
     if let Some(s) = PairSpec::from_name(spec) {
         return Ok(s);
     }
-    if matches!(spec, "SM2" | "ECC_NIST_EDWARDS25519") {
+    if matches!(spec, "SM2" | "ECC_NIST_EDWARDS25519" | "ML_KEM_512" | "ML_KEM_768" | "ML_KEM_1024") {
         return Err(Error::UnsupportedOperation(format!("KeyPairSpec {spec} is not supported by this key service")));
     }
     Err(constraint(
         spec,
         "keyPairSpec",
         "Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, \
-         ECC_NIST_P521, ECC_SECG_P256K1, SM2, ECC_NIST_EDWARDS25519]",
+         ECC_NIST_P521, ECC_SECG_P256K1, SM2, ECC_NIST_EDWARDS25519, ML_KEM_512, ML_KEM_768, ML_KEM_1024]",
     ))
 }
 
